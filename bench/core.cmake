@@ -1,0 +1,1 @@
+# bench: Google Benchmark micro-benchmarks (bench_<module>.cc) and comparison scripts.

@@ -1,0 +1,1 @@
+# tools: every main() of ringpost (ringpostd, ringpost, ringpost-bench).
