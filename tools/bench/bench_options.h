@@ -1,0 +1,65 @@
+// tools/bench/bench_options.h: the command line of ringpost-bench.
+//
+// Owns: the parsed options of one run. Parsing is pure (no I/O), so tests can drive it.
+// Errors: parse_* return Status::invalid and set `error` to one line naming the option.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "core/result.h"
+
+namespace rp::bench {
+
+// Options every subcommand shares: where to connect, how much load, and for how long.
+struct CommonOptions {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 0;            // 0: the subcommand's default.
+    unsigned thread_count = 1;
+    unsigned session_count = 1;        // Concurrent connections, over all threads.
+    std::uint64_t message_count = 0;   // Operations to attempt in total; 0: bounded by time.
+    double duration_s = 0;             // 0: bounded by message_count.
+    std::uint32_t timeout_ms = 30'000;  // Per reply; a silent server never hangs the run.
+    std::uint32_t reconnect_delay_ms = 100;
+    std::uint64_t error_count_max = 1000;  // The run stops past this many errors.
+    std::uint64_t seed = 1;
+    bool json = false;
+    bool progress = false;             // Also when stderr is not a TTY.
+    bool quiet = false;                // No progress line at all.
+    // TLS and AUTH come here (tls = none|starttls|implicit, ca file, user/password list);
+    // the connection loop has a transport seam for them (bench_loop.h).
+};
+
+// A message size: fixed (low == high) or uniform in [low, high].
+struct SizeRange {
+    std::uint64_t low = 4096;
+    std::uint64_t high = 4096;
+};
+
+struct SmtpOptions {
+    CommonOptions common;
+    SizeRange size;
+    unsigned recipient_count = 1;
+    unsigned messages_per_session = 0;  // 0: keep the session for as long as there is work.
+    bool pipelining = false;            // RFC 2920, used only when the server offers it.
+    std::string from = "bench@bench.test";
+    std::string to = "demo@example.test";  // May contain %d: a number in [0, to_spread).
+    unsigned to_spread = 1000;
+    std::string ehlo_name = "bench.test";
+};
+
+// "4096", "4k", "1M", "1k-100k" (k = 1024). Ranges need low <= high, and sizes are > 0.
+[[nodiscard]] Result<SizeRange> parse_size_range(std::string_view text);
+// "30", "2.5s", "500ms", "2m".
+[[nodiscard]] Result<double> parse_duration_s(std::string_view text);
+
+// Parses the arguments after the subcommand name. On Status::invalid, `error` says why.
+[[nodiscard]] Status parse_smtp_options(std::span<const char* const> args, SmtpOptions& out,
+                                        std::string& error);
+
+std::string_view smtp_usage();
+std::string_view main_usage();
+
+}  // namespace rp::bench
