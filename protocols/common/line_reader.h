@@ -42,15 +42,15 @@ public:
     // Forget any partial line (e.g. after STARTTLS: plaintext must not leak into TLS).
     void reset();
     // True while a partial line is buffered or being skipped.
-    bool mid_line() const { return !partial_.empty() || skipping_ || cr_pending_; }
+    bool mid_line() const { return (!partial_.empty() && !partial_returned_) || skipping_; }
     // Give back buffer memory when idle.
     void trim();
 
 private:
     std::uint32_t line_bytes_max_;
-    std::string partial_;     // Bytes of a line split across inputs (never the final CRLF).
-    bool skipping_ = false;   // Inside an overlong line: drop bytes until CRLF.
-    bool cr_pending_ = false; // The previous input ended with CR (not stored in partial_).
+    std::string partial_;            // Bytes of a line split across inputs (a final CR too).
+    bool partial_returned_ = false;  // partial_ was returned as a line; clear on next call.
+    bool skipping_ = false;          // Inside an overlong line: drop bytes up to the LF.
 };
 
 }  // namespace rp::protocols

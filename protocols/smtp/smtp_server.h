@@ -249,16 +249,20 @@ private:
     void do_bdat(const SmtpCommand& command);
     void do_starttls(const SmtpCommand& command);
     void do_auth(const SmtpCommand& command);
+    bool check_ready_for_data();
+    Status begin_message();
+    void emit_received_header();
     void end_data();
     void end_bdat_chunk();
-    bool begin_message();
-    void emit_received_header();
+    void finish_message(bool chunked);
     void reset_transaction();
     void abort_message();
+    void sequence_error(std::string_view line);
+    void param_error(const SmtpCommand& command, std::string_view bad_address);
     void protocol_error();
     void reply(std::string_view line);
-    void reply_with_host(std::string_view code, std::string_view text);
-    void close_with(std::string_view line);
+    void reply_with_host(std::string_view codes, std::string_view text);
+    void close_with_status(Status reason);
     SmtpEnvelope envelope() const;
 
     const SmtpServerConfig& config_;
@@ -277,7 +281,6 @@ private:
     bool tls_available_ = false;
     bool auth_available_ = false;
     bool shutting_down_ = false;
-    bool host_gone_ = false;
     std::uint32_t error_count_ = 0;
 
     // Transaction.
@@ -288,17 +291,16 @@ private:
     std::uint64_t declared_bytes_ = 0;
     std::vector<SmtpRecipient> recipients_;
     std::uint32_t rcpt_attempt_count_ = 0;
-    bool message_open_ = false;       // message_begin() succeeded, not yet ended/aborted.
-    bool message_failed_ = false;     // Too big or begin failed: consume, then reply error.
+    bool message_open_ = false;    // message_begin() succeeded, not yet ended or aborted.
+    bool message_failed_ = false;  // Too big: consume to the end of data, then 552.
     bool too_big_ = false;
-    bool bdat_used_ = false;
+    bool bdat_used_ = false;       // This transaction's message comes by BDAT.
     bool bdat_last_ = false;
-    bool in_message_end_ = false;
-    bool done_early_ = false;         // message_done() called from inside message_end().
-    Status done_status_ = Status::ok;
+    bool bdat_reset_ = false;      // Reset the transaction after this chunk (begin failed).
+    std::string_view bdat_error_;  // Reply for the current chunk instead of 250 (static).
     std::uint64_t bdat_remaining_ = 0;
     std::uint64_t bdat_chunk_bytes_ = 0;
-    std::uint64_t message_bytes_ = 0;
+    std::uint64_t message_bytes_ = 0;  // Client bytes of the current message (after unstuffing).
     QueueId queue_id_;
     std::string received_;
 

@@ -1,0 +1,42 @@
+// protocols/common/reply_table.cc: see reply_table.h.
+#include "protocols/common/reply_table.h"
+
+#include "core/assert.h"
+
+namespace rp::protocols {
+
+std::string_view smtp_reply_for(Status status) {
+    RP_ASSERT(status != Status::ok);
+    switch (status) {
+        case Status::no_space:
+            return "452 4.3.1 Insufficient system storage";
+        case Status::too_big:
+            return "552 5.3.4 Error: message file too big";
+        case Status::refused:
+        case Status::permission:
+            return "550 5.7.1 Error: access denied";
+        case Status::full:
+        case Status::busy:
+        case Status::again:
+            return "451 4.3.0 Error: server busy, try again later";
+        default:
+            return "451 4.3.0 Error: local error in processing";
+    }
+}
+
+SmtpReplyParts smtp_close_reply_for(Status status) {
+    switch (status) {
+        case Status::full:
+            return {"421 4.7.0", "Error: too many connections"};
+        case Status::timeout:
+            return {"421 4.4.2", "Error: timeout exceeded"};
+        case Status::refused:
+            return {"421 4.7.0", "Error: too many errors"};
+        case Status::cancelled:
+            return {"421 4.3.2", "Service shutting down, closing transmission channel"};
+        default:
+            return {"421 4.3.2", "Service not available, closing transmission channel"};
+    }
+}
+
+}  // namespace rp::protocols
