@@ -3,6 +3,8 @@
 
 #include <atomic>
 #include <cctype>
+#include <condition_variable>
+#include <mutex>
 #include <cstdio>
 #include <ctime>
 #include <map>
@@ -678,22 +680,33 @@ int run_smtp(const SmtpOptions& options) {
     if (common.duration_s > 0) {
         shared.deadline_ns = shared.start_ns + static_cast<std::uint64_t>(common.duration_s * 1e9);
     }
-    std::atomic<unsigned> running{common.thread_count};
+    // The main thread prints progress and wakes as soon as the last worker ends, so the
+    // run's wall time has no polling slack in it.
+    std::mutex running_mutex;
+    std::condition_variable running_changed;
+    unsigned running = common.thread_count;
     std::vector<std::thread> workers;
     for (auto& thread : threads) {
-        workers.emplace_back([&thread, &running, &no_uring, &shared] {
-            if (thread->init() != Status::ok) {
+        workers.emplace_back([&, worker = thread.get()] {
+            if (worker->init() != Status::ok) {
                 no_uring.store(true);
                 shared.request_stop("io_uring is not available");
             } else {
-                thread->run();
+                worker->run();
             }
-            running.fetch_sub(1);
+            const std::lock_guard lock(running_mutex);
+            running--;
+            running_changed.notify_all();
         });
     }
     Progress progress(common, "msgs");
-    while (running.load() > 0) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    while (true) {
+        {
+            std::unique_lock lock(running_mutex);
+            running_changed.wait_for(lock, std::chrono::milliseconds(200),
+                                     [&] { return running == 0; });
+            if (running == 0) break;
+        }
         std::uint64_t accepted = 0;
         for (auto& thread : threads) accepted += thread->stats().accepted_live.load();
         progress.maybe_print(now_ns(), accepted, shared.errors.load());

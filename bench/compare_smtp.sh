@@ -1,0 +1,399 @@
+#!/usr/bin/env bash
+# bench/compare_smtp.sh: the same SMTP load against Postfix's smtp-sink (in memory: the
+# protocol's ceiling), a real Postfix delivering to a local mailbox (durable accept), and
+# ringpostd, each driven by Postfix's smtp-source and by ringpost-bench, in one run,
+# alternating. Prints a table: msgs/s, ratio vs Postfix, server and client CPU per message, p99
+# accept latency (from ringpost-bench).
+#
+# Everything runs on loopback, from a temporary folder, on free ports. The script installs
+# Postfix from Debian if it is missing (configured as "No configuration": nothing system-wide
+# starts), and on exit (also Ctrl-C) stops only the processes it started and removes only
+# its own folder.
+#
+#   bash bench/compare_smtp.sh                 # issue 3's load: 20,000 x 4 KiB, 50 sessions
+#   bash bench/compare_smtp.sh --messages 2000 --sessions 10 --size 4096 --rounds 2
+#
+# Options:
+#   --messages N      messages per run [20000]
+#   --sessions S      concurrent sessions [50]
+#   --size B          payload bytes per message; smtp-source adds ~100 bytes of headers,
+#                     ringpost-bench is sized to send the same total [4096]
+#   --per-session M   messages per connection: 0 = keep the connection (smtp-source -d),
+#                     1 = a new connection per message (smtp-source without -d) [0]
+#   --rounds R        repeat the whole alternation R times [1]
+#   --targets LIST    comma list of sink,postfix,ringpostd [sink,postfix,ringpostd]
+#   --clients LIST    comma list of smtp-source,ringpost-bench [smtp-source,ringpost-bench]
+#   --bench-threads T ringpost-bench --threads [1, like smtp-source's one process]
+#   --pipelining      also pass --pipelining to ringpost-bench (smtp-source never pipelines)
+#   --drain-timeout S how long to wait for Postfix's queue to empty after a run [300]
+#   --keep            keep the temporary folder (logs, mailbox) and print its path
+# Environment: RP_BENCH (ringpost-bench binary), RP_RINGPOSTD (ringpostd binary),
+#   RP_RINGPOSTD_CONFIG (a config template with @PORT@ and @DATA@ placeholders).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+messages=20000
+sessions=50
+size=4096
+per_session=0
+rounds=1
+targets=sink,postfix,ringpostd
+clients=smtp-source,ringpost-bench
+bench_threads=1
+pipelining=0
+drain_timeout=300
+keep=0
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
+while (($# > 0)); do
+  case "$1" in
+    --messages) messages=$2; shift 2 ;;
+    --sessions) sessions=$2; shift 2 ;;
+    --size) size=$2; shift 2 ;;
+    --per-session) per_session=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --targets) targets=$2; shift 2 ;;
+    --clients) clients=$2; shift 2 ;;
+    --bench-threads) bench_threads=$2; shift 2 ;;
+    --pipelining) pipelining=1; shift ;;
+    --drain-timeout) drain_timeout=$2; shift 2 ;;
+    --keep) keep=1; shift ;;
+    -h|--help) usage 0 ;;
+    *) echo "compare_smtp: unknown option $1" >&2; usage 2 ;;
+  esac
+done
+
+log() { echo "compare_smtp: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# ---- what it needs ----
+if ! command -v smtp-sink >/dev/null || ! command -v smtp-source >/dev/null \
+   || ! command -v postfix >/dev/null; then
+  log "installing Postfix from Debian (No configuration: nothing system-wide is started)"
+  SUDO=""
+  [[ $(id -u) -eq 0 ]] || SUDO=sudo
+  echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    postfix >/dev/null || { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends postfix >/dev/null; }
+fi
+export PATH=$PATH:/usr/sbin:/sbin
+command -v python3 >/dev/null || die "python3 is needed to read ringpost-bench's JSON"
+
+bench=${RP_BENCH:-}
+if [[ -z $bench ]]; then
+  for candidate in "$root/build/tools/ringpost-bench" "$root/build-bench/tools/ringpost-bench"; do
+    if [[ -x $candidate ]]; then bench=$candidate; break; fi
+  done
+fi
+if [[ -z $bench && $clients == *ringpost-bench* ]]; then
+  log "building ringpost-bench in build/"
+  cmake -S "$root" -B "$root/build" -G Ninja >/dev/null
+  cmake --build "$root/build" --target ringpost-bench >/dev/null
+  bench=$root/build/tools/ringpost-bench
+fi
+ringpostd=${RP_RINGPOSTD:-$root/build/tools/ringpostd}
+
+# ---- our processes and folder, and nothing else ----
+work=$(mktemp -d /tmp/rp-compare-smtp.XXXXXX)
+chmod 755 "$work"
+pids=()          # Every background process we started.
+postfix_etc=""   # Set once our Postfix instance was started.
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  if [[ -n $postfix_etc ]]; then
+    postfix -c "$postfix_etc" abort >/dev/null 2>&1 || true
+  fi
+  if [[ -f $work/postfix/queue/pid/master.pid ]]; then
+    local master
+    master=$(tr -d ' ' <"$work/postfix/queue/pid/master.pid")
+    [[ -n $master ]] && kill "$master" 2>/dev/null || true
+  fi
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if ((keep)); then
+    log "kept $work"
+  else
+    rm -rf "$work"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_port() {  # PORT SECONDS
+  local deadline=$((SECONDS + $2))
+  until python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $1), 1).close()" \
+      2>/dev/null; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.1
+  done
+}
+
+clk_tck=$(getconf CLK_TCK)
+
+# CPU ticks of a process: its own, and those of the children it has reaped.
+proc_ticks() {
+  [[ -r /proc/$1/stat ]] || { echo 0; return; }
+  sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 + $14 + $15 }'
+}
+
+# CPU ticks of a process tree (Postfix's master and its smtpd, cleanup, qmgr, local...).
+# Children that exited were reaped by master, so their CPU is in master's cutime/cstime.
+tree_ticks() {
+  local total
+  total=$(proc_ticks "$1")
+  local child
+  for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+    total=$((total + $(proc_ticks "$child")))
+  done
+  echo "$total"
+}
+
+# ---- the servers ----
+sink_pid=""
+sink_port=""
+start_sink() {
+  sink_port=$(free_port)
+  # -u nobody: smtp-sink drops root. Backlog 1000. No -c: counters would cost CPU.
+  smtp-sink -u nobody "127.0.0.1:$sink_port" 1000 >"$work/smtp-sink.log" 2>&1 &
+  sink_pid=$!
+  pids+=("$sink_pid")
+  wait_port "$sink_port" 10 || die "smtp-sink did not start (see $work/smtp-sink.log)"
+}
+
+postfix_pid=""
+postfix_port=""
+start_postfix() {
+  postfix_port=$(free_port)
+  local base=$work/postfix
+  mkdir -p "$base/etc" "$base/queue" "$base/data" "$base/mail"
+  chown postfix "$base/data"
+  chown nobody "$base/mail"   # Deliveries to files run as default_privs.
+  cat >"$base/etc/main.cf" <<EOF
+# A throwaway Postfix instance for bench/compare_smtp.sh: loopback only, own queue.
+compatibility_level = 3.6
+queue_directory = $base/queue
+data_directory = $base/data
+meta_directory = /etc/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix.bench.test
+mydomain = bench.test
+myorigin = bench.test
+mydestination = bench.test
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+alias_maps = hash:$base/etc/aliases
+alias_database = hash:$base/etc/aliases
+local_recipient_maps = \$alias_maps
+allow_mail_to_files = alias
+default_privs = nobody
+biff = no
+maillog_file_prefixes = /var, /dev/stdout, /tmp
+maillog_file = $base/maillog
+smtpd_banner = \$myhostname ESMTP
+EOF
+  # Local delivery of every test message to one mbox file.
+  echo "bench: $base/mail/bench.mbox" >"$base/etc/aliases"
+  postalias -c "$base/etc" "$base/etc/aliases"
+  cat >"$base/etc/master.cf" <<EOF
+127.0.0.1:$postfix_port inet n - n - - smtpd
+pickup    unix  n - n 60 1 pickup
+cleanup   unix  n - n -  0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n -  - trivial-rewrite
+bounce    unix  - - n -  0 bounce
+defer     unix  - - n -  0 bounce
+trace     unix  - - n -  0 bounce
+verify    unix  - - n -  1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n -  - proxymap
+proxywrite unix - - n -  1 proxymap
+smtp      unix  - - n -  - smtp
+relay     unix  - - n -  - smtp
+showq     unix  n - n -  - showq
+error     unix  - - n -  - error
+retry     unix  - - n -  - error
+discard   unix  - - n -  - discard
+local     unix  - n n -  - local
+lmtp      unix  - - n -  - lmtp
+anvil     unix  - - n -  1 anvil
+scache    unix  - - n -  1 scache
+postlog   unix-dgram n - n - 1 postlogd
+EOF
+  postfix_etc=$base/etc
+  postfix -c "$base/etc" start >"$work/postfix-start.log" 2>&1 \
+    || die "Postfix did not start: $(tail -3 "$work/postfix-start.log")"
+  wait_port "$postfix_port" 20 || die "Postfix smtpd is not listening (see $base/maillog)"
+  postfix_pid=$(tr -d ' ' <"$base/queue/pid/master.pid")
+}
+
+postfix_queue_count() {
+  find "$work/postfix/queue/"{maildrop,incoming,active,deferred,hold} -type f 2>/dev/null | wc -l
+}
+
+ringpostd_pid=""
+ringpostd_port=""
+ringpostd_skip=""
+start_ringpostd() {
+  if [[ ! -x $ringpostd ]]; then
+    ringpostd_skip="no $ringpostd (build the engine first)"
+    return
+  fi
+  ringpostd_port=$(free_port)
+  local base=$work/ringpostd
+  mkdir -p "$base/data"
+  if [[ -n ${RP_RINGPOSTD_CONFIG:-} ]]; then
+    sed -e "s|@PORT@|$ringpostd_port|g" -e "s|@DATA@|$base/data|g" "$RP_RINGPOSTD_CONFIG" \
+      >"$base/ringpost.toml"
+  else
+    # The demo domain and user (DESIGN.md), on loopback, on a free port.
+    cat >"$base/ringpost.toml" <<EOF
+hostname = "mail.example.test"
+data_dir = "$base/data"
+
+[smtp]
+listen = ["127.0.0.1:$ringpostd_port"]
+
+[[domains]]
+name = "example.test"
+users = [{ name = "demo", password = "demo" }]
+EOF
+  fi
+  if ! "$ringpostd" --check-config --config "$base/ringpost.toml" >"$base/check.log" 2>&1; then
+    ringpostd_skip="its config was refused: $(head -1 "$base/check.log") (set RP_RINGPOSTD_CONFIG)"
+    return
+  fi
+  "$ringpostd" --config "$base/ringpost.toml" >"$base/ringpostd.log" 2>&1 &
+  ringpostd_pid=$!
+  pids+=("$ringpostd_pid")
+  wait_port "$ringpostd_port" 20 || { ringpostd_skip="did not listen (see $base/ringpostd.log)"; }
+}
+
+# ---- one measured run ----
+results=$work/results.tsv
+: >"$results"
+
+run_one() {  # ROUND TARGET CLIENT
+  local round=$1 target=$2 client=$3 port pid to
+  case $target in
+    sink) port=$sink_port; pid=$sink_pid; to=bench@bench.test ;;
+    postfix) port=$postfix_port; pid=$postfix_pid; to=bench@bench.test ;;
+    ringpostd) port=$ringpostd_port; pid=$ringpostd_pid; to=demo@example.test ;;
+  esac
+  local tag=$work/run-$round-$target-$client
+  local server_before server_after
+  server_before=$(tree_ticks "$pid")
+  local TIMEFORMAT='%3R %3U %3S'
+  local status=0
+  if [[ $client == smtp-source ]]; then
+    local reuse=(-d)
+    ((per_session == 1)) && reuse=()
+    { time smtp-source "${reuse[@]}" -s "$sessions" -m "$messages" -l "$size" \
+        -f bench@bench.test -t "$to" -M bench.test "127.0.0.1:$port" \
+        >"$tag.out" 2>&1; } 2>"$tag.time" || status=$?
+  else
+    local extra=()
+    ((pipelining)) && extra+=(--pipelining)
+    # smtp-source's -l counts the payload only; it adds about 100 bytes of headers.
+    { time "$bench" smtp --host 127.0.0.1 --port "$port" --threads "$bench_threads" \
+        --sessions "$sessions" --messages "$messages" --size $((size + 100)) \
+        --per-session "$per_session" --from bench@bench.test --to "$to" --ehlo bench.test \
+        --timeout 60s --quiet --json "${extra[@]}" >"$tag.json" 2>"$tag.out"; } \
+        2>"$tag.time" || status=$?
+  fi
+  local load_end_ticks
+  load_end_ticks=$(tree_ticks "$pid")
+  local drain_s=0
+  if [[ $target == postfix ]]; then
+    # Count the work Postfix owes for these messages: wait until local delivery is done.
+    local drain_start=$SECONDS
+    while (($(postfix_queue_count) > 0)); do
+      ((SECONDS - drain_start < drain_timeout)) || { log "Postfix queue did not drain"; break; }
+      sleep 0.2
+    done
+    drain_s=$((SECONDS - drain_start))
+  fi
+  server_after=$(tree_ticks "$pid")
+  read -r wall user sys <"$tag.time"
+  local p99=- errors=0
+  if [[ $client == ringpost-bench && -s $tag.json ]]; then
+    read -r p99 errors < <(python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+print("%.3f %d" % (r["latency_ms"]["accept"]["p99"], r["error_count"] + r["failed"]))' "$tag.json")
+  elif ((status != 0)); then
+    errors="exit $status"
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$target" "$client" "$wall" \
+    "$((server_after - server_before))" "$((load_end_ticks - server_before))" \
+    "$user" "$sys" "$p99" "$errors" "$drain_s" >>"$results"
+  log "round $round: $client -> $target: ${wall}s for $messages messages (errors: $errors)"
+}
+
+# ---- the run ----
+IFS=, read -ra target_list <<<"$targets"
+IFS=, read -ra client_list <<<"$clients"
+for target in "${target_list[@]}"; do
+  case $target in
+    sink) start_sink ;;
+    postfix) start_postfix ;;
+    ringpostd) start_ringpostd ;;
+    *) die "unknown target $target" ;;
+  esac
+done
+if [[ -n $ringpostd_skip && $targets == *ringpostd* ]]; then
+  log "ringpostd: skipped: $ringpostd_skip"
+fi
+
+for ((round = 1; round <= rounds; round++)); do
+  for target in "${target_list[@]}"; do
+    [[ $target == ringpostd && -n $ringpostd_skip ]] && continue
+    for client in "${client_list[@]}"; do
+      run_one "$round" "$target" "$client"
+    done
+  done
+done
+
+# ---- the table ----
+echo
+echo "SMTP accept: $messages messages of $size bytes (payload) from $sessions sessions," \
+  "$( ((per_session == 0)) && echo "persistent connections" || echo "$per_session per connection")"
+echo "machine: $(nproc) cores, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); client and servers share these cores"
+python3 - "$results" "$messages" "$clk_tck" "${ringpostd_skip:-}" <<'EOF'
+import sys
+path, messages, tck, skip = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+rows = [line.rstrip("\n").split("\t") for line in open(path) if line.strip()]
+postfix = {}
+for r in rows:
+    if r[1] == "postfix":
+        postfix[(r[0], r[2])] = messages / float(r[3])
+head = ("round", "server", "client", "msgs/s", "vs postfix", "srv ms/msg", "cli ms/msg",
+        "p99 acc ms", "errors")
+fmt = "%-5s %-9s %-14s %9s %10s %10s %10s %10s %s"
+print(fmt % head)
+for r in rows:
+    rnd, target, client, wall, srv_ticks, load_ticks, user, sys_, p99, errors, drain = r
+    rate = messages / float(wall)
+    base = postfix.get((rnd, client))
+    ratio = "%.2fx" % (rate / base) if base else "-"
+    srv_ms = float(srv_ticks) / tck * 1000 / messages
+    cli_ms = (float(user) + float(sys_)) * 1000 / messages
+    print(fmt % (rnd, target, client, "%.0f" % rate, ratio, "%.3f" % srv_ms, "%.3f" % cli_ms,
+                 p99, errors))
+print("msgs/s: messages / client wall time. srv ms/msg: CPU of the server's processes per "
+      "message (Postfix: master, smtpd, cleanup, qmgr, local..., until its queue drained). "
+      "cli ms/msg: the client's CPU. p99 acc: final dot to 250, from ringpost-bench.")
+if skip:
+    print("ringpostd: skipped: " + skip)
+EOF
