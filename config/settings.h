@@ -1,0 +1,126 @@
+// config/settings.h: typed settings of ringpostd, with the defaults a bare config gets.
+//
+// Owns: plain values only; parsing is config_parse.h, cross-field checks config_check.h.
+// Units are in the names (_ms, _us, _bytes, _s). Paths are absolute after parsing
+// (relative ones are resolved against the working directory).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace rp::config {
+
+struct ListenerSettings {
+    std::string address;   // "127.0.0.1:25", "[::1]:25", "*:25".
+    std::string kind;      // smtp: mx|submission|smtps; pop3: pop3|pop3s; imap: imap|imaps.
+    std::uint32_t line = 0;  // Where it was defined, for messages.
+};
+
+struct ServerSettings {
+    std::string hostname = "localhost";
+    unsigned cores = 0;                 // 0: one shard per online CPU.
+    bool pin_cores = true;
+    std::string data_dir = "data";
+    std::string log_target = "stderr";  // "stderr" or a file path.
+    std::string log_level = "info";     // debug|info|warn|error.
+};
+
+struct EngineSettings {
+    unsigned ring_entries = 1024;
+    unsigned recv_buffer_count = 1024;
+    std::uint32_t recv_buffer_bytes = 16384;
+    unsigned sessions_per_shard = 4096;
+    std::uint32_t commit_window_us = 1000;   // Longest a durable reply waits for batching.
+    unsigned commit_batch_max = 256;         // Messages per group commit at most.
+    unsigned connections_per_ip = 64;        // 0: no limit.
+    std::uint64_t shutdown_grace_ms = 10'000;
+    std::vector<ListenerSettings> test_echo_listeners;  // Tests only: a line-echo protocol.
+};
+
+// RFC 5321 4.5.3.2 defaults.
+struct SmtpTimeouts {
+    std::uint64_t greeting_ms = 5 * 60'000;
+    std::uint64_t mail_ms = 5 * 60'000;
+    std::uint64_t rcpt_ms = 5 * 60'000;
+    std::uint64_t data_init_ms = 2 * 60'000;
+    std::uint64_t data_block_ms = 3 * 60'000;
+    std::uint64_t data_end_ms = 10 * 60'000;
+    std::uint64_t idle_ms = 5 * 60'000;      // Server timeout waiting for the next command.
+};
+
+struct SmtpSettings {
+    std::vector<ListenerSettings> listeners;
+    std::uint64_t message_bytes_max = 25ull << 20;
+    unsigned recipients_max = 1000;
+    std::uint32_t line_bytes_max = 1000;     // RFC 5321 4.5.3.1.6: text line 1000 octets.
+    SmtpTimeouts timeouts;
+    std::vector<std::string> trusted_networks;  // CIDR: may relay without authentication.
+};
+
+struct MailboxProtocolSettings {
+    std::vector<ListenerSettings> listeners;
+    std::uint64_t idle_timeout_ms = 0;       // Set per protocol in the defaults below.
+};
+
+struct TlsSettings {
+    std::string cert_file;                   // PEM; empty with self_signed: made at start.
+    std::string key_file;
+    bool self_signed = false;                // Make a self-signed pair if the files are absent.
+};
+
+struct DnsSettings {
+    std::vector<std::string> resolvers;      // "127.0.0.1:53"; never read from resolv.conf.
+    std::uint64_t timeout_ms = 5'000;
+    unsigned attempts = 3;
+};
+
+struct RelaySettings {
+    std::vector<std::uint64_t> retry_schedule_s = {300, 900, 1800, 3600, 7200, 14400};
+    std::uint64_t max_lifetime_s = 5 * 24 * 3600;  // Then bounce (RFC 5321 4.5.4.1: 4-5 d).
+    std::uint64_t connect_timeout_ms = 30'000;
+    unsigned deliveries_per_shard_max = 64;
+};
+
+struct DomainSettings {
+    std::string name;
+    std::uint32_t line = 0;
+};
+
+struct UserSettings {
+    std::string address;                     // local@domain, domain must be a [[domain]].
+    std::string password;                    // Plaintext for now (demo); hashes come later.
+    std::uint32_t line = 0;
+};
+
+struct Settings {
+    std::string source_path;                 // The file these came from (absolute).
+    ServerSettings server;
+    EngineSettings engine;
+    SmtpSettings smtp;
+    MailboxProtocolSettings pop3{{}, 10 * 60'000};   // RFC 1939 3: at least 10 minutes.
+    MailboxProtocolSettings imap{{}, 30 * 60'000};   // RFC 9051 5.4: at least 30 minutes.
+    TlsSettings tls;
+    DnsSettings dns;
+    RelaySettings relay;
+    std::vector<DomainSettings> domains;
+    std::vector<UserSettings> users;
+};
+
+// Every setting as ("section.key", value text), in a stable order: for logs and diffs.
+std::vector<std::pair<std::string, std::string>> settings_flatten(const Settings& settings);
+
+// True if a changed value of `key` (as from settings_flatten) takes effect on SIGHUP;
+// the others need a restart.
+bool settings_reloadable(const std::string& key);
+
+struct SettingsChange {
+    std::string key;
+    std::string before;
+    std::string after;
+    bool reloadable;
+};
+std::vector<SettingsChange> settings_diff(const Settings& before, const Settings& after);
+
+}  // namespace rp::config

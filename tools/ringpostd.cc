@@ -1,0 +1,227 @@
+// tools/ringpostd.cc: the ringpost daemon.
+//
+//   ringpostd --config FILE                  run in the foreground until SIGTERM
+//   ringpostd --check-config --config FILE   print OK or the first error; exit 0 or 1
+//
+// Start-up errors (unreadable config, port in use, missing certificate) print one line to
+// stderr and exit 1. SIGTERM/SIGINT: stop accepting, let sessions finish (bounded by
+// engine.shutdown_grace_ms), exit 0. SIGHUP: re-read the config, log what changed, apply
+// what is safe to change while running.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "config/config_parse.h"
+#include "core/echo_protocol.h"
+#include "core/log.h"
+#include "core/shard.h"
+
+#ifdef RP_MIMALLOC
+#include <mimalloc.h>
+#endif
+
+namespace {
+
+using rp::Status;
+using rp::config::Settings;
+
+int usage() {
+    std::fprintf(stderr, "usage: ringpostd [--check-config] --config FILE\n");
+    return 2;
+}
+
+int fail(const std::string& line) {
+    std::fprintf(stderr, "ringpostd: %s\n", line.c_str());
+    return 1;
+}
+
+// What each shard keeps for the daemon: the protocol factories it serves and the settings
+// it runs with (replaced on SIGHUP, on the shard's own thread).
+class DaemonShard final : public rp::ShardLocal {
+public:
+    std::shared_ptr<const Settings> settings;
+    std::unique_ptr<rp::EchoFactory> echo;
+};
+
+bool add_listeners(const std::vector<rp::config::ListenerSettings>& list,
+                   rp::EngineOptions& options, std::string* error) {
+    for (const auto& listener : list) {
+        rp::ListenerSpec spec;
+        spec.kind = listener.kind;
+        if (rp::listener_address_parse(listener.address, spec) != Status::ok) {
+            *error = "bad listener address " + listener.address;
+            return false;
+        }
+        options.listeners.push_back(std::move(spec));
+    }
+    return true;
+}
+
+rp::EngineOptions engine_options(const Settings& s, std::string* error, bool* ok) {
+    rp::EngineOptions options;
+    options.cores = s.server.cores;
+    options.pin_cores = s.server.pin_cores;
+    options.ring_entries = s.engine.ring_entries;
+    options.recv_buffer_count = s.engine.recv_buffer_count;
+    options.recv_buffer_bytes = s.engine.recv_buffer_bytes;
+    options.sessions_per_shard = s.engine.sessions_per_shard;
+    options.connections_per_ip = s.engine.connections_per_ip;
+    options.shutdown_grace_ms = s.engine.shutdown_grace_ms;
+    *ok = add_listeners(s.smtp.listeners, options, error) &&
+          add_listeners(s.pop3.listeners, options, error) &&
+          add_listeners(s.imap.listeners, options, error) &&
+          add_listeners(s.engine.test_echo_listeners, options, error);
+    return options;
+}
+
+// Checks what must exist before we bind anything: a readable certificate and key for TLS
+// listeners (unless self_signed makes them), a data folder we can create.
+bool check_files(const Settings& s, std::string* error) {
+    bool tls = false;
+    for (const auto* list : {&s.smtp.listeners, &s.pop3.listeners, &s.imap.listeners}) {
+        for (const auto& listener : *list) {
+            tls = tls || listener.kind == "smtps" || listener.kind == "pop3s" ||
+                  listener.kind == "imaps";
+        }
+    }
+    if (tls && !s.tls.self_signed) {
+        for (const std::string* path : {&s.tls.cert_file, &s.tls.key_file}) {
+            if (access(path->c_str(), R_OK) != 0) {
+                *error = "cannot read TLS file " + *path + ": " + std::strerror(errno);
+                return false;
+            }
+        }
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(s.server.data_dir, ec);
+    if (ec) {
+        *error = "cannot create data_dir " + s.server.data_dir + ": " + ec.message();
+        return false;
+    }
+    return true;
+}
+
+Status shard_setup(rp::Shard& shard, const std::shared_ptr<const Settings>& settings) {
+    auto local = std::make_unique<DaemonShard>();
+    local->settings = settings;
+    if (!settings->engine.test_echo_listeners.empty()) {
+        rp::EchoOptions echo;
+        echo.line_bytes_max = settings->smtp.line_bytes_max;
+        echo.idle_timeout_ms = settings->smtp.timeouts.idle_ms;
+        local->echo = std::make_unique<rp::EchoFactory>(shard.reactor(), shard.sessions(), echo);
+        Status status = shard.sessions().register_protocol("test-echo", *local->echo);
+        if (status != Status::ok) return status;
+    }
+    shard.own(std::move(local));
+    return Status::ok;
+}
+
+void reload(rp::Engine& engine, const std::string& path,
+            std::shared_ptr<const Settings>& current) {
+    std::string error;
+    auto parsed = rp::config::parse_file(path, &error);
+    if (!parsed) {
+        rp::log::error("config reload failed, keeping the running settings: {}", error);
+        return;
+    }
+    auto next = std::make_shared<const Settings>(std::move(parsed.value()));
+    auto changes = rp::config::settings_diff(*current, *next);
+    if (changes.empty()) rp::log::info("config reload: nothing changed");
+    for (const auto& change : changes) {
+        rp::log::info("config reload: {}: {} -> {}{}", change.key, change.before, change.after,
+                      change.reloadable ? "" : " (needs a restart; not applied)");
+    }
+    auto level = rp::log::level_from_name(next->server.log_level);
+    if (level) rp::log::set_level(*level);
+    unsigned per_ip = next->engine.connections_per_ip;
+    engine.run_on_all([per_ip](rp::Shard& shard) { shard.sessions().set_connections_per_ip(per_ip); });
+    current = next;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string config_path;
+    bool check_only = false;
+    for (int i = 1; i < argc; ++i) {
+        std::string_view arg = argv[i];
+        if (arg == "--check-config") {
+            check_only = true;
+        } else if (arg == "--config" && i + 1 < argc) {
+            config_path = argv[++i];
+        } else if (arg.rfind("--config=", 0) == 0) {
+            config_path = std::string(arg.substr(9));
+        } else {
+            return usage();
+        }
+    }
+    if (config_path.empty()) return usage();
+
+    std::string error;
+    auto parsed = rp::config::parse_file(config_path, &error);
+    if (!parsed) return fail(error);
+    if (check_only) {
+        std::printf("%s: OK\n", config_path.c_str());
+        return 0;
+    }
+    auto settings = std::make_shared<const Settings>(std::move(parsed.value()));
+    if (!check_files(*settings, &error)) return fail(error);
+    auto level = rp::log::level_from_name(settings->server.log_level);
+    RP_ASSERT(level.ok());  // config_check validated it.
+    if (rp::log::init(settings->server.log_target, *level) != Status::ok) {
+        return fail("cannot open log target " + settings->server.log_target);
+    }
+
+    // Signals are taken synchronously by this thread; shards inherit the blocked mask.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+
+    bool ok = true;
+    rp::EngineOptions options = engine_options(*settings, &error, &ok);
+    if (!ok) return fail(error);
+    auto engine = rp::Engine::create(
+        options, [settings](rp::Shard& shard) { return shard_setup(shard, settings); }, &error);
+    if (!engine) {
+        rp::log::shutdown();
+        return fail(error);
+    }
+    std::string addresses;
+    for (const auto& spec : options.listeners) addresses += " " + spec.text + "(" + spec.kind + ")";
+#ifdef RP_MIMALLOC
+    rp::log::info("ringpostd: {} shards, mimalloc {}, listening on{}", (*engine)->shard_count(),
+                  mi_version(), addresses);
+#else
+    rp::log::info("ringpostd: {} shards, listening on{}", (*engine)->shard_count(), addresses);
+#endif
+
+    for (;;) {
+        siginfo_t info{};
+        int signal_number = sigwaitinfo(&signals, &info);
+        if (signal_number < 0) continue;  // EINTR.
+        if (signal_number == SIGHUP) {
+            rp::log::info("SIGHUP: reloading {}", config_path);
+            reload(**engine, config_path, settings);
+            continue;
+        }
+        rp::log::info("{}: stopping", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+        break;
+    }
+    (*engine)->request_stop();
+    (*engine)->wait();
+    engine.value().reset();
+    rp::log::info("ringpostd: stopped");
+    rp::log::shutdown();
+    return 0;
+}
