@@ -1,0 +1,270 @@
+#include "storage/index_snapshot.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "storage/segment.h"
+
+namespace rp::storage {
+
+namespace {
+
+constexpr std::size_t slice_count = 50000;  // Items per record, far below the payload cap.
+
+void put_record(std::string& out, RecordType type, const std::string& payload, std::uint32_t& count) {
+    RecordHeader h;
+    h.type = static_cast<std::uint16_t>(type);
+    h.payload_bytes = static_cast<std::uint32_t>(payload.size());
+    record_seal(h, as_bytes(payload));
+    out.append(reinterpret_cast<const char*>(&h), sizeof h);
+    out.append(payload);
+    out.append(record_bytes(h.payload_bytes) - record_header_bytes - h.payload_bytes, '\0');
+    ++count;
+}
+
+void encode_mailbox_head(ByteWriter& w, const Mailbox& box) {
+    w.u64(box.id);
+    w.u64(box.account_id);
+    w.str(box.name);
+    w.u32(box.special_use);
+    w.u32(box.uidvalidity);
+    w.u32(box.uidnext);
+    w.u64(box.highest_modseq);
+    w.u8(box.quarantined ? 1 : 0);
+}
+
+}  // namespace
+
+std::string snapshot_encode(const MailboxIndex& index, const SnapshotMeta& meta,
+                            std::int64_t delivery_keys_since) {
+    std::string out;
+    const SegmentHeader file_header = segment_header_make(index.shard, 0, meta.written_at);
+    out.append(reinterpret_cast<const char*>(&file_header), sizeof file_header);
+    std::uint32_t count = 0;
+    std::string p;
+    {
+        ByteWriter w(p);
+        w.u64(meta.lsn);
+        w.u64(meta.next_txn_id);
+        w.i64(meta.written_at);
+        w.u64(index.next_account_id);
+        w.u64(index.next_mailbox_id);
+        w.u64(index.next_body_id);
+        w.u64(index.next_spool_seq);
+        w.u32(index.last_uidvalidity);
+        put_record(out, RecordType::snap_state, p, count);
+    }
+    for (const auto& [id, a] : index.accounts) {
+        p.clear();
+        ByteWriter w(p);
+        w.u64(a.id);
+        w.str(a.name);
+        w.i64(a.created);
+        w.u32(static_cast<std::uint32_t>(a.keywords.size()));
+        for (const auto& k : a.keywords) w.str(k);
+        put_record(out, RecordType::snap_account, p, count);
+    }
+    for (const auto& [id, box] : index.mailboxes) {
+        std::size_t at = 0;
+        do {
+            const std::size_t n = std::min(slice_count, box.messages.size() - at);
+            p.clear();
+            ByteWriter w(p);
+            encode_mailbox_head(w, box);
+            w.u32(static_cast<std::uint32_t>(n));
+            for (std::size_t i = at; i < at + n; ++i) {
+                const Message& m = box.messages[i];
+                encode_message(w, {m.uid, m.flags, m.keywords, m.internal_date, m.size, m.body});
+                w.u64(m.modseq);
+            }
+            put_record(out, RecordType::snap_mailbox, p, count);
+            at += n;
+        } while (at < box.messages.size());
+    }
+    std::vector<const std::pair<const std::uint64_t, Body>*> bodies;
+    for (const auto& entry : index.bodies) bodies.push_back(&entry);
+    for (std::size_t at = 0; at < bodies.size(); at += slice_count) {
+        const std::size_t n = std::min(slice_count, bodies.size() - at);
+        p.clear();
+        ByteWriter w(p);
+        w.u32(static_cast<std::uint32_t>(n));
+        for (std::size_t i = at; i < at + n; ++i) {
+            w.u64(bodies[i]->first);
+            w.u64(bodies[i]->second.bytes);
+            w.u8(bodies[i]->second.corrupt ? 1 : 0);
+            encode_extents(w, bodies[i]->second.extents);
+        }
+        put_record(out, RecordType::snap_bodies, p, count);
+    }
+    for (const auto& [id, entry] : index.spool) {
+        p.clear();
+        ByteWriter w(p);
+        encode_spool_entry(w, entry);
+        put_record(out, RecordType::snap_spool, p, count);
+    }
+    std::vector<const std::pair<const std::string, Delivery>*> keys;
+    for (const auto& entry : index.deliveries) {
+        if (entry.second.at >= delivery_keys_since) keys.push_back(&entry);
+    }
+    for (std::size_t at = 0; at < keys.size(); at += slice_count) {
+        const std::size_t n = std::min(slice_count, keys.size() - at);
+        p.clear();
+        ByteWriter w(p);
+        w.u32(static_cast<std::uint32_t>(n));
+        for (std::size_t i = at; i < at + n; ++i) {
+            w.str(keys[i]->first);
+            w.u64(keys[i]->second.mailbox_id);
+            w.u32(keys[i]->second.uid);
+            w.i64(keys[i]->second.at);
+        }
+        put_record(out, RecordType::snap_deliveries, p, count);
+    }
+    p.clear();
+    ByteWriter(p).u32(count);
+    put_record(out, RecordType::snap_end, p, count);
+    return out;
+}
+
+namespace {
+
+Status decode_one(RecordType type, std::span<const std::byte> payload, MailboxIndex& index,
+                  SnapshotMeta& meta) {
+    ByteReader r(payload);
+    switch (type) {
+        case RecordType::snap_state: {
+            meta.lsn = r.u64();
+            meta.next_txn_id = r.u64();
+            meta.written_at = r.i64();
+            index.next_account_id = r.u64();
+            index.next_mailbox_id = r.u64();
+            index.next_body_id = r.u64();
+            index.next_spool_seq = r.u64();
+            index.last_uidvalidity = r.u32();
+            break;
+        }
+        case RecordType::snap_account: {
+            Account a;
+            a.id = r.u64();
+            r.str(a.name, limits::address_bytes_max);
+            a.created = r.i64();
+            std::uint32_t n = 0;
+            if (!r.count(n, limits::keywords_per_account_max, 4)) return Status::corrupt;
+            a.keywords.resize(n);
+            for (auto& k : a.keywords) r.str(k, limits::mailbox_name_bytes_max);
+            if (!r.done() || index.accounts.count(a.id) || index.account_ids.count(a.name)) {
+                return Status::corrupt;
+            }
+            index.account_ids[a.name] = a.id;
+            index.accounts[a.id] = std::move(a);
+            return Status::ok;
+        }
+        case RecordType::snap_mailbox: {
+            Mailbox head;
+            head.id = r.u64();
+            head.account_id = r.u64();
+            r.str(head.name, limits::mailbox_name_bytes_max);
+            head.special_use = r.u32();
+            head.uidvalidity = r.u32();
+            head.uidnext = r.u32();
+            head.highest_modseq = r.u64();
+            head.quarantined = r.u8() != 0;
+            auto acct = index.accounts.find(head.account_id);
+            if (!r.ok() || acct == index.accounts.end()) return Status::corrupt;
+            auto [it, fresh] = index.mailboxes.try_emplace(head.id);
+            Mailbox& box = it->second;
+            if (fresh) {
+                if (acct->second.mailboxes.count(head.name)) return Status::corrupt;
+                box = std::move(head);
+                acct->second.mailboxes[box.name] = box.id;
+            }
+            std::uint32_t n = 0;
+            if (!r.count(n, limits::messages_per_mailbox_max, 74)) return Status::corrupt;
+            for (std::uint32_t i = 0; i < n; ++i) {
+                MessageEntry e;
+                if (!decode_message(r, e)) return Status::corrupt;
+                const std::uint64_t modseq = r.u64();
+                if (!box.messages.empty() && box.messages.back().uid >= e.uid) return Status::corrupt;
+                if (e.uid >= box.uidnext || modseq > box.highest_modseq) return Status::corrupt;
+                box.messages.push_back({e.uid, e.flags, e.keywords, modseq, e.internal_date, e.size,
+                                        e.body, 0});
+            }
+            break;
+        }
+        case RecordType::snap_bodies: {
+            std::uint32_t n = 0;
+            if (!r.count(n, limits::record_payload_bytes_max / 21, 21)) return Status::corrupt;
+            for (std::uint32_t i = 0; i < n; ++i) {
+                const std::uint64_t id = r.u64();
+                Body body;
+                body.bytes = r.u64();
+                body.corrupt = r.u8() != 0;
+                if (!decode_extents(r, body.extents) || index.bodies.count(id)) return Status::corrupt;
+                index.bodies[id] = std::move(body);
+            }
+            break;
+        }
+        case RecordType::snap_spool: {
+            SpoolEntry e;
+            if (!decode_spool_entry(r, e) || index.spool.count(e.id)) return Status::corrupt;
+            index.spool[e.id] = std::move(e);
+            break;
+        }
+        case RecordType::snap_deliveries: {
+            std::uint32_t n = 0;
+            if (!r.count(n, limits::record_payload_bytes_max / 24, 24)) return Status::corrupt;
+            for (std::uint32_t i = 0; i < n; ++i) {
+                std::string key;
+                r.str(key, limits::address_bytes_max + 32);
+                Delivery d;
+                d.mailbox_id = r.u64();
+                d.uid = r.u32();
+                d.at = r.i64();
+                index.deliveries[key] = d;
+            }
+            break;
+        }
+        default: return Status::corrupt;
+    }
+    return r.done() ? Status::ok : Status::corrupt;
+}
+
+}  // namespace
+
+Status snapshot_decode(std::span<const std::byte> bytes, MailboxIndex& index, SnapshotMeta& meta) {
+    RP_ASSERT(index.accounts.empty());
+    auto header = segment_header_decode(bytes);
+    if (!header || header->segment_id != 0 || header->shard != index.shard) return Status::corrupt;
+    SegmentScanner scanner(bytes, segment_header_bytes);
+    std::uint32_t count = 0;
+    bool have_state = false;
+    for (;;) {
+        ScanItem item = scanner.next();
+        if (item.kind != ScanItem::Kind::record) return Status::corrupt;
+        const auto type = static_cast<RecordType>(item.header.type);
+        if (type == RecordType::snap_end) {
+            ByteReader r(item.payload);
+            const std::uint32_t expect = r.u32();
+            if (!r.done() || expect != count || !have_state) return Status::corrupt;
+            break;
+        }
+        if ((type == RecordType::snap_state) == have_state) return Status::corrupt;
+        have_state = true;
+        if (Status s = decode_one(type, item.payload, index, meta); s != Status::ok) return s;
+        ++count;
+    }
+    // Derived state: local references and live bytes per segment.
+    for (auto& [id, body] : index.bodies) {
+        for (const auto& e : body.extents) index.segment_live_bytes[e.segment_id] += record_bytes(e.bytes);
+        body.dead_epoch = 0;
+    }
+    for (const auto& [id, box] : index.mailboxes) {
+        for (const auto& m : box.messages) index.body_ref(m.body, +1);
+    }
+    for (const auto& [id, entry] : index.spool) index.body_ref(entry.body, +1);
+    for (auto& [id, body] : index.bodies) {
+        if (body.local_refs == 0) body.dead_epoch = 0;
+    }
+    return Status::ok;
+}
+
+}  // namespace rp::storage

@@ -1,0 +1,170 @@
+// storage/log.h: one shard's append-only log: segments, rotation, group commit, durable
+// watermark.
+//
+// Owns: the segment files (shared with readers through SegmentPin), the staged batch and the
+//   batch in flight.
+// Core: only the owning shard stages and flushes. Any thread may read bytes below durable()
+//   through a SegmentPin it got from the owner.
+// Invariants: records are 8-byte aligned and staged at the tail; at most one batch is in
+//   flight; durable() only grows and only after every write and fdatasync of a batch
+//   succeeded; zero-copy pieces are released exactly once, after their write completed or
+//   failed.
+// Errors: a failed write or sync poisons the log (failed() != ok): the batch and everything
+//   staged after it fail with that status, and the owner must reopen the store (recovery
+//   then trusts only what is on disk). A record larger than a segment is Status::too_big; a
+//   staging area at its cap is Status::full (flush first).
+#pragma once
+
+#include <sys/uio.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/io.h"
+#include "storage/record.h"
+#include "storage/segment.h"
+
+namespace rp::storage {
+
+// One segment file. Readers hold it through std::shared_ptr (a pin): the file is unlinked
+// only when the owner's reference is the last one, and the descriptor closes with the last pin.
+struct SegmentFile {
+    SegmentFile(std::uint32_t segment_id, int file_fd) : id(segment_id), fd(file_fd) {}
+    ~SegmentFile();
+    SegmentFile(const SegmentFile&) = delete;
+    SegmentFile& operator=(const SegmentFile&) = delete;
+    std::uint32_t id;
+    int fd;
+    std::uint32_t bytes = 0;  // The tail (owner thread only).
+};
+using SegmentPin = std::shared_ptr<SegmentFile>;
+
+// Told when the bytes of a zero-copy piece may be reused: after the write that carried them
+// completed (status ok) or failed (status != ok).
+class BufferRelease {
+public:
+    virtual void buffer_released(Status status) = 0;
+
+protected:
+    ~BufferRelease() = default;
+};
+
+class FlushDone {
+public:
+    virtual void flush_done(Status status) = 0;
+
+protected:
+    ~FlushDone() = default;
+};
+
+struct LogOptions {
+    std::string dir;
+    std::uint16_t shard = 0;
+    std::uint32_t segment_bytes = limits::segment_bytes_default;
+};
+
+class Log {
+public:
+    Log(Io& io, Clock& clock, LogOptions options, int dir_fd);
+    ~Log();
+    Log(const Log&) = delete;
+    Log& operator=(const Log&) = delete;
+
+    // Takes the segments recovery found; appends continue at `tail` (in the last segment).
+    // With no segments, the first append creates segment 1 (or `next_segment_id`).
+    void adopt(std::map<std::uint32_t, SegmentPin> segments, Lsn tail, std::uint32_t next_segment_id);
+
+    // Stages a record whose payload is copied. Returns the record's start position.
+    [[nodiscard]] Result<Lsn> append(RecordType type, std::uint64_t txn, std::uint64_t scope,
+                                     std::span<const std::byte> payload);
+    // Stages a body chunk. With `zero_copy`, the pieces are written from the caller's memory,
+    // which must stay valid until a release attached with attach_release() runs; otherwise
+    // they are copied.
+    [[nodiscard]] Result<Extent> append_chunk(std::uint64_t scope, const iovec* parts,
+                                              unsigned part_count, bool zero_copy);
+    // `release` runs once the write of the batch now being staged completed or failed.
+    void attach_release(BufferRelease& release) { releases_.push_back(&release); }
+
+    // All-or-nothing staging: rollback() drops what was staged after mark(), including
+    // segments created since (they are empty files: their header was only staged).
+    struct Mark {
+        std::size_t pieces, staging, releases;
+        std::uint64_t staged_bytes;
+        std::uint32_t tail_segment, tail_offset, next_segment_id;
+        bool created_segment;
+    };
+    Mark mark() const;
+    void rollback(const Mark& mark);
+
+    // Writes everything staged with one writev per segment touched (split only past IOV_MAX)
+    // and one fdatasync each; `done` runs when durable or failed. Status::again when nothing
+    // is staged, busy while a batch is in flight (both: `done` is not called).
+    [[nodiscard]] Status flush(FlushDone& done);
+
+    Lsn tail() const { return lsn_make(tail_segment_, tail_offset_); }
+    Lsn durable() const { return durable_.load(std::memory_order_acquire); }
+    Lsn staged_end() const { return tail(); }
+    Status failed() const { return failed_; }
+    bool flushing() const { return inflight_ != nullptr; }
+    std::uint64_t staged_bytes() const { return staged_bytes_; }
+    std::uint32_t segment_bytes() const { return options_.segment_bytes; }
+    // The largest chunk payload that fits in one record of a fresh segment.
+    std::uint32_t chunk_bytes_max() const;
+
+    SegmentPin segment(std::uint32_t id) const;
+    const std::map<std::uint32_t, SegmentPin>& segments() const { return segments_; }
+    std::uint32_t tail_segment() const { return tail_segment_; }
+    // Unlinks a sealed segment when no reader pins it. Status::busy when pinned.
+    [[nodiscard]] Status retire(std::uint32_t id);
+
+private:
+    struct Piece {
+        std::uint32_t segment_id;
+        const void* external;   // Caller memory, or nullptr for staging bytes.
+        std::size_t staging_offset;
+        std::size_t bytes;
+    };
+    struct Batch;
+    struct WriteOp;
+    struct SyncOp;
+    friend struct WriteOp;
+    friend struct SyncOp;
+
+    Status reserve(std::uint32_t record_bytes);
+    Status rotate();
+    void stage_copy(const void* data, std::size_t bytes);
+    void stage_external(const void* data, std::size_t bytes);
+    void stage_padding(std::uint32_t payload_bytes);
+    void write_finished(Status status);
+    void sync_finished(Status status);
+    void batch_finished(Status status);
+    void release_all(std::vector<BufferRelease*>& releases, Status status);
+
+    Io& io_;
+    Clock& clock_;
+    LogOptions options_;
+    int dir_fd_;
+    std::map<std::uint32_t, SegmentPin> segments_;
+    std::uint32_t tail_segment_ = 0;
+    std::uint32_t tail_offset_ = 0;
+    std::uint32_t next_segment_id_ = 1;
+    std::atomic<Lsn> durable_{0};
+    Status failed_ = Status::ok;
+
+    // The staged batch.
+    std::vector<std::byte> staging_;
+    std::vector<Piece> pieces_;
+    std::vector<BufferRelease*> releases_;
+    std::uint64_t staged_bytes_ = 0;
+    bool created_segment_ = false;
+
+    std::unique_ptr<Batch> inflight_;
+};
+
+}  // namespace rp::storage
