@@ -194,7 +194,6 @@ public:
         : shared_(shared),
           options_(shared.options),
           loop_(target.address, target.address_bytes, *this),
-          thread_index_(thread_index),
           sessions_(session_count),
           random_state_(shared.options.common.seed * 0x9E3779B97F4A7C15ull + thread_index) {}
 
@@ -231,12 +230,11 @@ public:
 
     void on_sent(Connection& conn) override {
         SmtpSession& s = session(conn);
+        // Commands need nothing here: the next one goes after the reply. The body's
+        // completion is when the final dot left, where the accept latency starts.
         if (s.phase == Phase::body && s.body_sending) {
             s.body_sending = false;
             s.dot_sent_ns = now_ns();
-        } else if (s.phase == Phase::envelope && !s.pipelining &&
-                   s.lines_sent < s.line_ends.size()) {
-            // One command at a time: the next one goes after this one's reply.
         }
     }
 
@@ -282,7 +280,7 @@ public:
             SmtpSession& s = sessions_[i];
             if (hard && loop_.open(conn)) {
                 fail_message(s);
-                s.phase = Phase::done;
+                finish_session(s);
                 loop_.close(conn);
             } else if (!loop_.open(conn) && s.phase == Phase::idle && no_more_work()) {
                 finish_session(s);
@@ -312,15 +310,14 @@ private:
         }
     }
 
+    // The session never connects again; the loop stops once every session is done.
     void finish_session(SmtpSession& s) {
-        if (s.phase == Phase::done) {
-            // Already counted.
-        } else {
+        if (s.phase != Phase::done) {
             s.phase = Phase::done;
+            done_count_++;
         }
-        sessions_done_ = 0;
-        for (const SmtpSession& other : sessions_) sessions_done_ += other.phase == Phase::done;
-        if (sessions_done_ == sessions_.size()) loop_.stop();
+        RP_ASSERT(done_count_ <= sessions_.size());
+        if (done_count_ == sessions_.size()) loop_.stop();
     }
 
     void start_session(Connection& conn) {
@@ -375,9 +372,8 @@ private:
     SmtpShared& shared_;
     const SmtpOptions& options_;
     ClientLoop loop_;
-    unsigned thread_index_;
     std::vector<SmtpSession> sessions_;
-    unsigned sessions_done_ = 0;
+    std::size_t done_count_ = 0;
     std::uint64_t random_state_;
     SmtpThreadStats stats_;
 };
