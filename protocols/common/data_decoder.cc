@@ -59,7 +59,10 @@ DataStep DataDecoder::next(std::span<const std::byte> input) {
         const unsigned char c = p[i];
         ++i;
         if (c > '\r') {
-            prev_cr = false;
+            if (prev_cr) [[unlikely]] {
+                ++bare_line_end_count_;  // CR followed by something other than LF.
+                prev_cr = false;
+            }
             continue;
         }
         if (c == '\n') {

@@ -228,8 +228,10 @@ SmtpAddress SmtpAddress::make(std::string_view local_part, std::string_view doma
     a.at_ = local_part.size();
     if (!domain.empty()) {
         a.text_.push_back('@');
+        const bool literal = domain.front() == '[';  // Kept as sent: "[IPv6:...]".
         for (const char c : domain) {
-            a.text_.push_back((c >= 'A' && c <= 'Z') ? static_cast<char>(c | 0x20) : c);
+            const bool upper = c >= 'A' && c <= 'Z' && !literal;
+            a.text_.push_back(upper ? static_cast<char>(c | 0x20) : c);
         }
     }
     a.utf8_ = utf8;
