@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/limits.h"
+
 namespace rp {
 namespace {
 
@@ -63,6 +65,10 @@ public:
 
     void on_close(Status /*reason*/) override { factory_.reactor().timer_cancel(*this); }
 
+    void on_output_drained(SessionOutput& out) override {
+        if (big_left_ > 0) stream(out);
+    }
+
     // The SLEEP timer: an async completion finding its session by handle.
     void on_timer() override {
         SessionOutput* out = factory_.driver().find(handle_);
@@ -74,6 +80,24 @@ public:
     }
 
 private:
+    // Writes BIG output while the send queue is below its high mark; the rest follows from
+    // on_output_drained.
+    void stream(SessionOutput& out) {
+        char block[4096];
+        std::memset(block, 'x', sizeof(block));
+        while (big_left_ > 0 && out.output_queued_bytes() < limits::session_output_high_bytes) {
+            std::size_t count = big_left_ < sizeof(block) ? big_left_ : sizeof(block);
+            out.write(std::string_view(block, count));
+            big_left_ -= count;
+        }
+        if (big_left_ == 0) {
+            out.write("\r\n");
+            stopped_ = false;
+            out.set_timeout_ms(factory_.options().idle_timeout_ms);
+            out.resume_reading();
+        }
+    }
+
     void command(std::string_view line, SessionOutput& out) {
         if (line == "QUIT") {
             out.write("+BYE\r\n");
@@ -95,15 +119,10 @@ private:
                 factory_.reactor().timer_arm(*this, value * ns_per_ms);
                 return;
             }
-            if (value > big_bytes_max) value = big_bytes_max;
-            char block[4096];
-            std::memset(block, 'x', sizeof(block));
-            while (value > 0) {
-                std::size_t count = value < sizeof(block) ? value : sizeof(block);
-                out.write(std::string_view(block, count));
-                value -= count;
-            }
-            out.write("\r\n");
+            big_left_ = value < big_bytes_max ? value : big_bytes_max;
+            stopped_ = true;
+            out.pause_reading();
+            stream(out);
             return;
         }
         std::string reply;
@@ -117,7 +136,8 @@ private:
     EchoFactory& factory_;
     SessionHandle handle_;
     bool discarding_ = false;
-    bool stopped_ = false;  // After QUIT or during SLEEP: consume nothing more.
+    bool stopped_ = false;  // After QUIT, during SLEEP or BIG: consume nothing more.
+    std::uint64_t big_left_ = 0;
 };
 
 }  // namespace

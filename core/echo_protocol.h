@@ -6,7 +6,8 @@
 //   "QUIT"           "+BYE", then close
 //   "SLEEP <ms>"     pauses reading, and after <ms> (a timer standing in for an async store
 //                    completion) writes "+AWAKE" and resumes; pipelined input waits.
-//   "BIG <bytes>"    writes that many 'x' and CRLF (send-queue backpressure)
+//   "BIG <bytes>"    streams that many 'x' and CRLF through on_output_drained (a
+//                    bounded send queue; input waits meanwhile)
 //   a longer line than line_bytes_max: consumed and answered "-ERR line too long"
 //   anything else    "+" and the line
 //   state timeout    "-ERR timeout", then close. Each complete line re-arms it.

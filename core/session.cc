@@ -578,6 +578,10 @@ void Connection::on_send(const io_uring_cqe& cqe) {
         }
     }
     if (was_blocked && out_bytes_ < limits::session_output_high_bytes) {
+        {
+            CallbackScope scope(in_callback_);
+            proto_->on_output_drained(*this);
+        }
         reoffer_ = true;
         feed();
     }

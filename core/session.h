@@ -97,6 +97,11 @@ public:
     // The state timeout expired. Write a reply and close_after_flush(), or set a new
     // timeout to extend; doing neither closes the session after the flush.
     virtual void on_timeout(SessionOutput& out) = 0;
+    // The send queue fell below limits::session_output_high_bytes after reaching it: a
+    // protocol streaming a large reply (FETCH, RETR) writes its next part here. Output is
+    // bounded (past limits::session_output_chunks_max chunks the session closes), so large
+    // replies must be streamed this way rather than written at once.
+    virtual void on_output_drained(SessionOutput& /*out*/) {}
     // The shard is shutting down: finish what is in flight, or close now. Default: close.
     virtual void on_drain(SessionOutput& out) { out.close_after_flush(); }
     // The last call; the connection is gone. `reason` is ok for an orderly close.
