@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <limits>
 #include <set>
 
 // Debian's libtomlplusplus.so is built with exceptions, so its no-exception entry points
@@ -174,7 +173,6 @@ private:
     std::set<std::string> seen_;
 };
 
-constexpr std::int64_t int_max = std::numeric_limits<std::int32_t>::max();
 constexpr std::int64_t ms_max = 7 * 24 * 3600 * 1000ll;  // A week.
 
 void read_listeners(Context& context, TableReader& reader, const std::string& section,
