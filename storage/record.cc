@@ -90,18 +90,6 @@ bool record_payload_ok(const RecordHeader& header, std::span<const std::byte> pa
            header.record_crc;
 }
 
-template <typename T>
-T ByteReader::take() {
-    T v{};
-    if (!ok_ || bytes_.size() - pos_ < sizeof(T)) {
-        ok_ = false;
-        return v;
-    }
-    std::memcpy(&v, bytes_.data() + pos_, sizeof(T));
-    pos_ += sizeof(T);
-    return v;
-}
-
 bool ByteReader::str(std::string& out, std::uint32_t bytes_max) {
     const std::uint32_t n = u32();
     if (!ok_ || n > bytes_max || n > bytes_.size() - pos_) {

@@ -26,6 +26,7 @@
 #include <array>
 #include <bit>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
@@ -164,6 +165,18 @@ private:
     std::size_t pos_ = 0;
     bool ok_ = true;
 };
+
+template <typename T>
+inline T ByteReader::take() {
+    T v{};
+    if (!ok_ || bytes_.size() - pos_ < sizeof(T)) {
+        ok_ = false;
+        return v;
+    }
+    std::memcpy(&v, bytes_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+}
 
 // ---- the records ----
 

@@ -131,9 +131,13 @@ struct MailStore::Recovery {
         Commit c;
         const bool counted = decode(commit.payload, c) && c.record_count == pending.records.size();
         if (!counted || pending.tainted) {
+            // Part of the transaction was lost: apply none of it. The damage itself was
+            // reported where it was found; a count mismatch alone is reported here.
             for (const auto& r : pending.records) quarantine(r.header.scope);
-            damage(lsn_segment(commit_end), commit.offset, Status::corrupt, 0,
-                   "transaction incomplete: records lost in damage");
+            if (!pending.tainted) {
+                damage(lsn_segment(commit_end), commit.offset, Status::corrupt, 0,
+                       "transaction incomplete: record count mismatch");
+            }
         } else {
             for (const auto& r : pending.records) {
                 const auto type = static_cast<RecordType>(r.header.type);
