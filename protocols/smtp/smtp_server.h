@@ -39,6 +39,19 @@
 // during the call. Bare LF and bare CR in the body are kept as they are, never end the message
 // and never start a line for dot-unstuffing (see protocols/common/data_decoder.h); the count
 // of bare line ends is given to the host at message_end() so that relaying can normalise.
+// Body lines have no length limit (only the message size is enforced); BDAT chunks are taken
+// byte-exact, without dot-unstuffing (RFC 3030).
+//
+// Peer misbehaviour, in short: unknown command 500 5.5.2; bad arguments 501 5.5.4 (addresses
+// 501 5.1.7 / 5.1.3, unknown parameters 555 5.5.4); wrong order 503 5.5.1; a command line over
+// line_bytes_max 500 5.5.2 and the session goes on; a command ended by a bare LF 500 5.5.2
+// (never executed); after errors_max such errors 421 4.7.0 and close; a BDAT whose size does
+// not parse 501 and close (its chunk cannot be skipped). STARTTLS: 454 4.7.0 unless
+// session.tls_available. AUTH: 503 5.5.1 (no EHLO / in a transaction / not enabled), 502 5.5.1
+// while not implemented.
+//
+// Destroy the server only when wants_close() is true or after connection_lost() (the
+// destructor asserts that no message is open).
 #pragma once
 
 #include <cstddef>
