@@ -182,7 +182,8 @@ struct MailStore::Recovery {
         for (;;) {
             ScanItem item = scan.next();
             if (item.kind == ScanItem::Kind::end) {
-                tail = lsn_make(seg, scan.position());
+                // A last record may end inside its padding: the tail is the padded end.
+                tail = lsn_make(seg, align8(scan.position()));
                 return true;
             }
             if (item.kind == ScanItem::Kind::record) {
@@ -356,6 +357,15 @@ Result<std::unique_ptr<MailStore>> MailStore::open(Io& io, Clock& clock, StoreOp
             last->bytes = lsn_offset(rec.tail);
         }
         ::fsync(dir_fd);
+    } else if (!options.read_only && rec.tail != 0 && pins.count(lsn_segment(rec.tail))) {
+        // Padding cut short at the end: complete it so appends stay aligned.
+        SegmentPin& last = pins.at(lsn_segment(rec.tail));
+        if (last->bytes != lsn_offset(rec.tail)) {
+            if (::ftruncate(last->fd, lsn_offset(rec.tail)) != 0 || ::fsync(last->fd) != 0) {
+                return status_from_errno(errno);
+            }
+            last->bytes = lsn_offset(rec.tail);
+        }
     }
     rec.segs.clear();  // Unmap.
     if (rec.tail != 0 && !pins.count(lsn_segment(rec.tail))) rec.tail = 0;

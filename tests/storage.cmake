@@ -6,3 +6,9 @@ rp_unit_test(storage_test
   SOURCES unit/storage_record_test.cc unit/storage_store_test.cc
   LIBS rp_storage rp_storage_sim
   TIMEOUT 120)
+
+# Simulated faults: seeded; a failure prints the seed, --seed=N --rounds=1 replays it.
+add_executable(storage_sim_test sim/storage_sim_test.cc)
+target_link_libraries(storage_sim_test PRIVATE rp_storage_sim)
+add_test(NAME storage_sim_test COMMAND storage_sim_test --seed=1 --rounds=40)
+set_tests_properties(storage_sim_test PROPERTIES LABELS "unit;sanitize;sim" TIMEOUT 300)
