@@ -428,8 +428,23 @@ bool Connection::feed_one() {
         }
         RP_ASSERT(consumed <= bytes.size());
         if (!held.buffer) {
-            RP_ASSERT(consumed == bytes.size());  // Taken buffers must be fully consumed.
+            // The protocol kept the buffer (zero copy). Its unconsumed tail is still valid
+            // memory (the protocol's BufferRef holds it and nothing ran since): stage it.
+            auto rest = bytes.subspan(consumed);
             held_pop();
+            if (rest.empty()) return true;
+            RP_ASSERT(staging_ == no_chunk);
+            if (rest.size() > limits::session_chunk_bytes) {
+                fail(Status::too_big);
+                return false;
+            }
+            staging_ = driver_->chunk_take();
+            if (staging_ == no_chunk) {
+                fail(Status::full);
+                return false;
+            }
+            std::memcpy(driver_->chunk_data(staging_), rest.data(), rest.size());
+            staging_bytes_ = static_cast<std::uint32_t>(rest.size());
             return true;
         }
         held.offset += static_cast<std::uint32_t>(consumed);  // bounds: <= buffer size.

@@ -91,7 +91,8 @@ public:
     // unconsumed (a too-long line is consumed and refused, not kept), or the driver closes
     // the session. `source` is the provided buffer holding `bytes` (null when they were
     // copied into staging); a protocol may move it out to keep the bytes without a copy
-    // (e.g. hand them to a store write), but then must have consumed all of `bytes`.
+    // (e.g. hand them to a store write; the buffer returns to the ring when that BufferRef
+    // is released). Bytes it did not consume are then copied to staging by the driver.
     virtual std::size_t on_bytes(std::span<const std::byte> bytes, BufferRef* source,
                                  SessionOutput& out) = 0;
     // The state timeout expired. Write a reply and close_after_flush(), or set a new
