@@ -1,0 +1,291 @@
+#include "protocols/smtp/smtp_session.h"
+
+#include <algorithm>
+#include <string_view>
+
+#include "core/limits.h"
+#include "core/log.h"
+
+namespace rp::smtp {
+namespace {
+
+constexpr std::size_t body_flush_bytes = 1u << 20;      // Hand big bodies over in 1 MiB pieces.
+constexpr std::uint64_t data_rearm_bytes = 64u << 10;   // DATA progress that re-arms the timer.
+
+std::string_view as_text(std::span<const std::byte> bytes) {
+    return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
+class SmtpSession;
+
+// The message a session is receiving. It lives until the store has answered for it, even
+// when the connection is gone by then (the session detaches itself).
+struct MessageJob final : storage::DurableDone {
+    SmtpSession* session = nullptr;
+    storage::BodyWriterId writer = 0;
+    std::uint64_t message_id = 0;
+    std::string body;                 // Received since the last hand-over to the store.
+    Status failed = Status::ok;       // A store error met while receiving.
+    std::string sender;
+    std::vector<mail::AcceptRecipient> recipients;
+    std::uint64_t size = 0;
+
+    void durable(Status status) override;
+};
+
+class SmtpSession final : public ProtocolSession, public SmtpHost {
+public:
+    explicit SmtpSession(SmtpFactory& factory) : factory_(factory) {}
+    ~SmtpSession() override = default;
+
+    // ---- ProtocolSession ----
+    void on_open(const SessionInfo& info, SessionOutput& out) override {
+        handle_ = info.handle;
+        client_address_ = std::string(info.peer_text);
+        trusted_ = factory_.mail().directory().trusted(info.peer);
+        SmtpSessionInfo session;
+        session.client_address = client_address_;
+        server_.emplace(factory_.server_config(), *this, session);
+        server_->greet();
+        flush(out);
+        arm(out, SmtpTimeoutKind::command);
+    }
+
+    std::size_t on_bytes(std::span<const std::byte> bytes, BufferRef* /*source*/,
+                         SessionOutput& out) override {
+        return run(bytes, out);
+    }
+
+    void on_timeout(SessionOutput& out) override {
+        server_->on_timeout();
+        flush(out);
+        out.close_after_flush();
+    }
+
+    void on_drain(SessionOutput& out) override {
+        server_->begin_shutdown();
+        flush(out);
+        if (server_->wants_close()) out.close_after_flush();
+    }
+
+    void on_output_drained(SessionOutput& out) override {
+        if (output_paused_ && out.output_queued_bytes() < limits::session_output_high_bytes) {
+            output_paused_ = false;
+            if (!server_->paused()) out.resume_reading();
+        }
+    }
+
+    void on_close(Status /*reason*/) override {
+        if (server_) server_->connection_lost();
+        if (job_ != nullptr) job_->session = nullptr;  // The store still answers for it.
+        job_ = nullptr;
+        server_.reset();
+    }
+
+    // ---- SmtpHost ----
+    RcptVerdict rcpt_verdict(const SmtpEnvelope& /*envelope*/,
+                             const SmtpAddress& recipient) override {
+        const RcptVerdict verdict = factory_.mail().directory().route(recipient, trusted_);
+        if (verdict == RcptVerdict::no_such_user || verdict == RcptVerdict::relay_denied) {
+            log::info("shard {}: refused RCPT <{}> from {}: {}", factory_.mail().shard_index(),
+                      recipient.text(), client_address_,
+                      verdict == RcptVerdict::no_such_user ? "550 5.1.1 user unknown"
+                                                           : "554 5.7.1 relay access denied");
+        }
+        return verdict;
+    }
+
+    Result<QueueId> message_begin(const SmtpEnvelope& envelope) override {
+        mail::ShardMail& mail = factory_.mail();
+        if (Status s = mail.store().failed(); s != Status::ok) return s;
+        auto writer = mail.store().body_begin();
+        if (!writer) return writer.status();
+        auto job = std::make_unique<MessageJob>();
+        job->session = this;
+        job->writer = *writer;
+        job->message_id = mail.next_message_id();
+        job->sender = std::string(envelope.sender->text());
+        for (const SmtpRecipient& r : envelope.recipients) {
+            mail::AcceptRecipient recipient;
+            recipient.address = std::string(r.address.text());
+            recipient.account = r.verdict == RcptVerdict::accept_local
+                                    ? mail.directory().find(r.address)
+                                    : nullptr;
+            job->recipients.push_back(std::move(recipient));
+        }
+        job_ = job.release();
+        return QueueId::from(mail::ShardMail::queue_id_text(job_->message_id));
+    }
+
+    void message_data(std::span<const std::byte> piece) override {
+        RP_ASSERT(job_ != nullptr);
+        if (job_->failed != Status::ok) return;
+        job_->body.append(as_text(piece));
+        data_since_arm_ += piece.size();
+        if (job_->body.size() >= body_flush_bytes) hand_over_body();
+    }
+
+    void message_end(const SmtpMessageInfo& info) override {
+        RP_ASSERT(job_ != nullptr);
+        mail::ShardMail& mail = factory_.mail();
+        job_->size = info.body_bytes;
+        if (job_->failed == Status::ok && !job_->body.empty()) hand_over_body();
+        Status status = job_->failed;
+        Result<storage::BodyRef> body = Status::invalid;
+        if (status == Status::ok) {
+            body = mail.store().body_finish(job_->writer);
+            status = body.status();
+        } else {
+            mail.store().body_abort(job_->writer);
+        }
+        if (status == Status::ok) {
+            mail::AcceptArgs args;
+            args.message_id = job_->message_id;
+            args.body = *body;
+            args.body_bytes = info.body_bytes;
+            args.sender = job_->sender;
+            args.client = "addr=" + client_address_;
+            args.recipients = job_->recipients;
+            status = mail.accept(args, *job_);
+        }
+        if (status != Status::ok) {
+            log::error("shard {}: {}: not accepted from {}: store: {}", mail.shard_index(),
+                       mail::ShardMail::queue_id_text(job_->message_id), client_address_,
+                       status_name(status));
+            delete job_;
+            job_ = nullptr;
+            server_->message_done(status);  // Synchronous: the server stays in the loop.
+        }
+    }
+
+    void message_abort() override {
+        if (job_ == nullptr) return;
+        factory_.mail().store().body_abort(job_->writer);
+        delete job_;
+        job_ = nullptr;
+    }
+
+    std::int64_t now_unix_seconds() override {
+        return factory_.mail().shard().reactor().clock().wall_seconds();
+    }
+
+    // The store answered for the message this session is waiting on.
+    void committed(MessageJob& job, Status status) {
+        RP_ASSERT(&job == job_);
+        job_ = nullptr;
+        if (status == Status::ok) {
+            std::string to;
+            for (const auto& r : job.recipients) {
+                if (!to.empty()) to += ',';
+                to += '<' + r.address + '>';
+            }
+            log::info("shard {}: {}: accepted from=<{}> to={} size={} client={}",
+                      factory_.mail().shard_index(), mail::ShardMail::queue_id_text(job.message_id),
+                      job.sender, to, job.size, client_address_);
+        } else {
+            log::error("shard {}: {}: commit failed: {}", factory_.mail().shard_index(),
+                       mail::ShardMail::queue_id_text(job.message_id), status_name(status));
+        }
+        server_->message_done(status);
+        SessionOutput* out = factory_.driver().find(handle_);
+        RP_ASSERT(out != nullptr);  // An open session always finds itself.
+        flush(*out);
+        if (server_->wants_close()) {
+            out->close_after_flush();
+            return;
+        }
+        arm(*out, server_->timeout_kind());
+        if (!output_paused_) out->resume_reading();
+    }
+
+private:
+    // Feeds input until it is used up or the server stops early (see smtp_server.h).
+    std::size_t run(std::span<const std::byte> bytes, SessionOutput& out) {
+        std::size_t consumed = 0;
+        for (;;) {
+            const SmtpTimeoutKind before = server_->timeout_kind();
+            consumed += server_->feed(bytes.subspan(consumed));
+            const bool answered = server_->has_output();
+            flush(out);
+            if (server_->wants_close()) {
+                out.close_after_flush();
+                return bytes.size();
+            }
+            const SmtpTimeoutKind after = server_->timeout_kind();
+            if (answered || after != before || data_since_arm_ >= data_rearm_bytes) {
+                arm(out, after);
+            }
+            if (server_->paused()) {
+                out.pause_reading();
+                return consumed;
+            }
+            if (out.output_queued_bytes() >= limits::session_output_high_bytes) {
+                output_paused_ = true;
+                out.pause_reading();
+                return consumed;
+            }
+            if (consumed == bytes.size()) return consumed;
+        }
+    }
+
+    void flush(SessionOutput& out) {
+        if (!server_->has_output()) return;
+        server_->take_output(output_);
+        out.write(output_);
+        output_.clear();
+    }
+
+    void arm(SessionOutput& out, SmtpTimeoutKind kind) {
+        const config::SmtpTimeouts& t = factory_.timeouts();
+        data_since_arm_ = 0;
+        switch (kind) {
+            case SmtpTimeoutKind::command: out.set_timeout_ms(t.idle_ms); break;
+            case SmtpTimeoutKind::data: out.set_timeout_ms(t.data_block_ms); break;
+            case SmtpTimeoutKind::none: out.set_timeout_ms(t.data_end_ms); break;
+        }
+    }
+
+    void hand_over_body() {
+        const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(job_->body.data()),
+                                               job_->body.size());
+        Status s = factory_.mail().store().body_append_copy(job_->writer, bytes);
+        if (s != Status::ok) job_->failed = s;
+        job_->body.clear();
+    }
+
+    SmtpFactory& factory_;
+    std::optional<SmtpServer> server_;
+    SessionHandle handle_;
+    std::string client_address_;
+    std::string output_;
+    MessageJob* job_ = nullptr;
+    std::uint64_t data_since_arm_ = 0;
+    bool trusted_ = false;
+    bool output_paused_ = false;
+};
+
+void MessageJob::durable(Status status) {
+    if (session != nullptr) session->committed(*this, status);
+    delete this;
+}
+
+}  // namespace
+
+SmtpFactory::SmtpFactory(mail::ShardMail& mail, SessionDriver& driver,
+                         const config::Settings& settings, std::string kind)
+    : mail_(mail), driver_(driver), timeouts_(settings.smtp.timeouts), kind_(std::move(kind)) {
+    server_config_.hostname = settings.server.hostname;
+    server_config_.message_bytes_max = settings.smtp.message_bytes_max;
+    server_config_.recipients_max = settings.smtp.recipients_max;
+    server_config_.line_bytes_max =
+        std::clamp<std::uint32_t>(settings.smtp.line_bytes_max, 512, limits::smtp_line_bytes_max);
+    busy_reply_ = "421 4.3.2 " + settings.server.hostname + " Service not available, too busy\r\n";
+    per_ip_reply_ = "421 4.7.0 " + settings.server.hostname +
+                    " Error: too many connections from your address\r\n";
+}
+
+std::size_t SmtpFactory::session_bytes() const { return sizeof(SmtpSession); }
+std::size_t SmtpFactory::session_align() const { return alignof(SmtpSession); }
+ProtocolSession* SmtpFactory::create(void* storage) { return new (storage) SmtpSession(*this); }
+
+}  // namespace rp::smtp
