@@ -1,0 +1,446 @@
+// tools/ringpost.cc: the admin command.
+//
+//   ringpost store check|dump|stats|compact [--data DIR] [--shard N]
+//   ringpost mailbox list ACCOUNT [MAILBOX] [--data DIR]
+//   ringpost mailbox show ACCOUNT MAILBOX UID [--data DIR]     (raw message bytes on stdout)
+//
+// Commands read the store directly from <DIR>/shard-N/. Reading commands open it read-only,
+// so they work offline or while ringpostd runs (they see what is durable). `store compact`
+// writes, so the daemon must be stopped. Add a command group by adding a row to `groups`.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/sync_io.h"
+#include "storage/mail_store.h"
+#include "storage/segment.h"
+
+using namespace rp;
+using namespace rp::storage;
+
+namespace {
+
+struct Args {
+    std::string data = "data";
+    int shard = -1;  // All shards.
+    std::vector<std::string> words;  // Positional arguments after the group.
+};
+
+using Command = int (*)(const Args&);
+
+void usage() {
+    std::fprintf(stderr,
+                 "usage: ringpost store check|dump|stats|compact [--data DIR] [--shard N]\n"
+                 "       ringpost mailbox list ACCOUNT [MAILBOX] [--data DIR]\n"
+                 "       ringpost mailbox show ACCOUNT MAILBOX UID [--data DIR]\n");
+}
+
+std::vector<int> shard_ids(const Args& args) {
+    std::vector<int> ids;
+    if (DIR* d = ::opendir(args.data.c_str())) {
+        while (dirent* e = ::readdir(d)) {
+            int n = 0;
+            char extra = 0;
+            if (std::sscanf(e->d_name, "shard-%d%c", &n, &extra) == 1 && n >= 0 && n < 65536) {
+                if (args.shard < 0 || args.shard == n) ids.push_back(n);
+            }
+        }
+        ::closedir(d);
+    }
+    std::sort(ids.begin(), ids.end());
+    return ids;
+}
+
+std::string shard_dir(const Args& args, int shard) { return args.data + "/shard-" + std::to_string(shard); }
+
+struct Opened {
+    SyncIo io;
+    std::unique_ptr<MailStore> store;
+};
+
+std::unique_ptr<Opened> open_shard(const Args& args, int shard, bool read_only) {
+    auto o = std::make_unique<Opened>();
+    StoreOptions options;
+    options.dir = shard_dir(args, shard);
+    options.shard = static_cast<std::uint16_t>(shard);
+    options.read_only = read_only;
+    auto s = MailStore::open(o->io, RealClock::instance(), options);
+    if (!s) {
+        std::fprintf(stderr, "ringpost: shard %d: open failed: %s\n", shard,
+                     std::string(status_name(s.status())).c_str());
+        return nullptr;
+    }
+    o->store = std::move(*s);
+    return o;
+}
+
+std::string read_all(const std::string& path) {
+    std::string out;
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) return out;
+    char buf[1 << 16];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+    std::fclose(f);
+    return out;
+}
+
+std::vector<std::uint32_t> segment_ids(const std::string& dir) {
+    std::vector<std::uint32_t> ids;
+    if (DIR* d = ::opendir(dir.c_str())) {
+        while (dirent* e = ::readdir(d)) {
+            std::uint32_t id;
+            if (segment_file_parse(e->d_name, id)) ids.push_back(id);
+        }
+        ::closedir(d);
+    }
+    std::sort(ids.begin(), ids.end());
+    return ids;
+}
+
+// ---- store ----
+
+void print_report(int shard, const OpenReport& r) {
+    std::printf("shard %d: snapshot %s (lsn %u:%u), %llu records replayed, %llu torn bytes, "
+                "%llu uncommitted transactions discarded\n",
+                shard, r.snapshot_loaded ? "loaded" : "none", lsn_segment(r.snapshot_lsn),
+                lsn_offset(r.snapshot_lsn), static_cast<unsigned long long>(r.records_replayed),
+                static_cast<unsigned long long>(r.torn_bytes),
+                static_cast<unsigned long long>(r.txns_discarded));
+    for (const auto& d : r.damage) {
+        std::printf("shard %d: DAMAGE segment %u offset %u: %s (%s)\n", shard, d.segment_id, d.offset,
+                    d.what.c_str(), std::string(status_name(d.error)).c_str());
+    }
+    for (auto id : r.quarantined_mailboxes) std::printf("shard %d: QUARANTINED mailbox id %llu\n", shard,
+                                                        static_cast<unsigned long long>(id));
+}
+
+int store_check(const Args& args) {
+    int problems = 0;
+    for (int shard : shard_ids(args)) {
+        auto o = open_shard(args, shard, true);
+        if (!o) {
+            ++problems;
+            continue;
+        }
+        print_report(shard, o->store->open_report());
+        problems += static_cast<int>(o->store->open_report().damage.size());
+        // Every record of every segment, including those below the snapshot.
+        const std::string dir = shard_dir(args, shard);
+        std::uint64_t records = 0;
+        for (std::uint32_t id : segment_ids(dir)) {
+            const std::string bytes = read_all(dir + "/" + segment_file_name(id));
+            const auto span = std::span(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size());
+            if (!segment_header_decode(span)) {
+                std::printf("shard %d: segment %u: bad header\n", shard, id);
+                ++problems;
+                continue;
+            }
+            SegmentScanner scan(span, segment_header_bytes);
+            for (;;) {
+                ScanItem item = scan.next();
+                if (item.kind == ScanItem::Kind::end) break;
+                if (item.kind == ScanItem::Kind::record) {
+                    ++records;
+                    continue;
+                }
+                const bool tail = id == segment_ids(dir).back() && !scan.resync(item.offset + 8);
+                std::printf("shard %d: segment %u offset %u: %s%s\n", shard, id, item.offset,
+                            std::string(status_name(item.error)).c_str(), tail ? " (tail)" : "");
+                if (!tail) ++problems;
+                if (tail) break;
+                if (!item.header_ok) scan.resync(item.offset + 8);
+            }
+        }
+        // Every body served must read back with good checksums.
+        std::uint64_t bodies = 0, bad = 0;
+        for (const auto& [id, body] : o->store->index().bodies) {
+            auto handle = o->store->body_open({static_cast<std::uint16_t>(shard), id});
+            if (!handle) continue;
+            std::string out(handle->bytes, '\0');
+            if (body_read_blocking(*handle, {reinterpret_cast<std::byte*>(out.data()), out.size()}) != Status::ok) {
+                std::printf("shard %d: body %llu: checksum mismatch\n", shard, static_cast<unsigned long long>(id));
+                ++bad;
+            }
+            ++bodies;
+        }
+        problems += static_cast<int>(bad);
+        std::printf("shard %d: %llu records checked, %llu bodies read, %llu bad\n", shard,
+                    static_cast<unsigned long long>(records), static_cast<unsigned long long>(bodies),
+                    static_cast<unsigned long long>(bad));
+    }
+    std::printf("%s\n", problems == 0 ? "store check: ok" : "store check: PROBLEMS FOUND");
+    return problems == 0 ? 0 : 1;
+}
+
+int store_dump(const Args& args) {
+    for (int shard : shard_ids(args)) {
+        const std::string dir = shard_dir(args, shard);
+        for (std::uint32_t id : segment_ids(dir)) {
+            const std::string bytes = read_all(dir + "/" + segment_file_name(id));
+            const auto span = std::span(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size());
+            auto header = segment_header_decode(span);
+            std::printf("shard %d segment %u: %zu bytes, header %s\n", shard, id, bytes.size(),
+                        header ? "ok" : std::string(status_name(header.status())).c_str());
+            SegmentScanner scan(span, segment_header_bytes);
+            for (;;) {
+                ScanItem item = scan.next();
+                if (item.kind == ScanItem::Kind::end) break;
+                if (item.kind == ScanItem::Kind::bad) {
+                    std::printf("  %10u  BAD %s\n", item.offset, std::string(status_name(item.error)).c_str());
+                    if (!item.header_ok && !scan.resync(item.offset + 8)) break;
+                    continue;
+                }
+                std::printf("  %10u  %-15s txn %-8llu scope %u:%-8llu %u bytes\n", item.offset,
+                            std::string(record_type_name(static_cast<RecordType>(item.header.type))).c_str(),
+                            static_cast<unsigned long long>(item.header.txn),
+                            static_cast<unsigned>(scope_kind(item.header.scope)),
+                            static_cast<unsigned long long>(scope_id(item.header.scope)),
+                            item.header.payload_bytes);
+            }
+        }
+    }
+    return 0;
+}
+
+int store_stats(const Args& args) {
+    for (int shard : shard_ids(args)) {
+        auto o = open_shard(args, shard, true);
+        if (!o) return 1;
+        const StoreStats s = o->store->stats();
+        std::printf("shard %d: %u segments, %llu segment bytes, %llu live body bytes, %llu snapshot bytes\n"
+                    "shard %d: %llu accounts, %llu mailboxes, %llu messages, %llu bodies, %llu spool entries\n",
+                    shard, s.segment_count, static_cast<unsigned long long>(s.segment_bytes),
+                    static_cast<unsigned long long>(s.live_body_bytes),
+                    static_cast<unsigned long long>(s.snapshot_bytes), shard,
+                    static_cast<unsigned long long>(s.accounts), static_cast<unsigned long long>(s.mailboxes),
+                    static_cast<unsigned long long>(s.messages), static_cast<unsigned long long>(s.bodies),
+                    static_cast<unsigned long long>(s.spool_entries));
+    }
+    return 0;
+}
+
+struct Waits final : FlushDone, SnapshotDone, CompactDone {
+    Status status = Status::ok;
+    std::uint64_t bytes = 0;
+    void flush_done(Status s) override { status = s; }
+    void snapshot_done(Status s) override { status = s; }
+    void compact_done(Status s, std::uint64_t b) override {
+        status = s;
+        bytes = b;
+    }
+};
+
+Status flush(Opened& o, Waits& w) {
+    for (;;) {
+        const Status s = o.store->flush(&w);
+        if (s == Status::again) return Status::ok;
+        if (s != Status::ok) return s;
+        o.io.run_pending();
+        if (w.status != Status::ok) return w.status;
+    }
+}
+
+int store_compact(const Args& args) {
+    std::map<int, std::unique_ptr<Opened>> shards;
+    for (int shard : shard_ids(Args{args.data, -1, {}})) {
+        auto o = open_shard(args, shard, false);
+        if (!o) return 1;
+        shards[shard] = std::move(o);
+    }
+    for (auto& [shard, o] : shards) {
+        if (args.shard >= 0 && args.shard != shard) continue;
+        MailStore& store = *o->store;
+        const StoreStats before = store.stats();
+        // Other shards' references keep bodies of this one alive.
+        const std::uint64_t epoch = store.gc_begin();
+        std::unordered_set<std::uint64_t> foreign;
+        for (auto& [other, oo] : shards) {
+            for (auto id : oo->store->foreign_refs(static_cast<std::uint16_t>(shard))) foreign.insert(id);
+        }
+        Waits w;
+        auto dropped = store.gc_finish(epoch, foreign);
+        if (!dropped || flush(*o, w) != Status::ok) {
+            std::fprintf(stderr, "ringpost: shard %d: gc failed\n", shard);
+            return 1;
+        }
+        std::uint64_t moved = 0;
+        while (store.compact_needed()) {
+            if (store.compact_step(16u << 20, w) != Status::ok) break;
+            o->io.run_pending();
+            if (w.status != Status::ok || flush(*o, w) != Status::ok) {
+                std::fprintf(stderr, "ringpost: shard %d: compaction failed\n", shard);
+                return 1;
+            }
+            moved += w.bytes;
+        }
+        for (int i = 0; i < 2; ++i) {  // Two snapshots: segments go only below both.
+            if (store.snapshot(w) == Status::ok) o->io.run_pending();
+        }
+        const StoreStats after = store.stats();
+        std::printf("shard %d: dropped %zu bodies, moved %llu bytes, segments %u -> %u, bytes %llu -> %llu "
+                    "(live %llu)\n",
+                    shard, *dropped, static_cast<unsigned long long>(moved), before.segment_count,
+                    after.segment_count, static_cast<unsigned long long>(before.segment_bytes),
+                    static_cast<unsigned long long>(after.segment_bytes),
+                    static_cast<unsigned long long>(after.live_body_bytes));
+    }
+    return 0;
+}
+
+// ---- mailbox ----
+
+std::string flag_text(const MailStore& store, const std::string& account, const Message& m) {
+    std::string out;
+    const char* names[] = {"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"};
+    for (int i = 0; i < 5; ++i) {
+        if (m.flags & (1u << i)) out += std::string(out.empty() ? "" : " ") + names[i];
+    }
+    for (const auto& k : store.keyword_names(account, m.keywords)) out += (out.empty() ? "" : " ") + k;
+    return "(" + out + ")";
+}
+
+// Opens every shard read-only and returns the one holding `account`.
+std::map<int, std::unique_ptr<Opened>> open_all(const Args& args) {
+    std::map<int, std::unique_ptr<Opened>> out;
+    for (int shard : shard_ids(Args{args.data, -1, {}})) {
+        auto o = open_shard(args, shard, true);
+        if (o) out[shard] = std::move(o);
+    }
+    return out;
+}
+
+Opened* owner_of(std::map<int, std::unique_ptr<Opened>>& shards, const std::string& account) {
+    for (auto& [id, o] : shards) {
+        if (o->store->account_exists(account)) return o.get();
+    }
+    return nullptr;
+}
+
+int mailbox_list(const Args& args) {
+    if (args.words.empty()) return usage(), 2;
+    auto shards = open_all(args);
+    const std::string& account = args.words[0];
+    Opened* o = owner_of(shards, account);
+    if (!o) {
+        std::fprintf(stderr, "ringpost: no account %s\n", account.c_str());
+        return 1;
+    }
+    if (args.words.size() == 1) {
+        const auto boxes = o->store->mailbox_list(account);
+        for (const auto& m : *boxes) {
+            std::printf("%-24s messages %-6u uidvalidity %-10u uidnext %-6u highestmodseq %llu%s%s\n",
+                        m.name.c_str(), m.message_count, m.uidvalidity, m.uidnext,
+                        static_cast<unsigned long long>(m.highest_modseq),
+                        m.special_use ? " special-use" : "", m.quarantined ? " QUARANTINED" : "");
+        }
+        return 0;
+    }
+    auto msgs = o->store->messages(account, args.words[1]);
+    if (!msgs) {
+        std::fprintf(stderr, "ringpost: %s: %s\n", args.words[1].c_str(), std::string(status_name(msgs.status())).c_str());
+        return 1;
+    }
+    for (const auto& m : *msgs) {
+        char date[64];
+        const std::time_t t = m.internal_date;
+        std::tm tm{};
+        ::gmtime_r(&t, &tm);
+        std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        std::printf("%u\t%llu\t%s\tmodseq %llu\tbody %u:%llu\t%s\n", m.uid, static_cast<unsigned long long>(m.size),
+                    date, static_cast<unsigned long long>(m.modseq), m.body.shard,
+                    static_cast<unsigned long long>(m.body.id), flag_text(*o->store, account, m).c_str());
+    }
+    return 0;
+}
+
+int mailbox_show(const Args& args) {
+    if (args.words.size() != 3) return usage(), 2;
+    auto shards = open_all(args);
+    const std::string& account = args.words[0];
+    Opened* o = owner_of(shards, account);
+    if (!o) {
+        std::fprintf(stderr, "ringpost: no account %s\n", account.c_str());
+        return 1;
+    }
+    const auto uid = static_cast<std::uint32_t>(std::strtoul(args.words[2].c_str(), nullptr, 10));
+    auto m = o->store->message(account, args.words[1], uid);
+    if (!m) {
+        std::fprintf(stderr, "ringpost: %s %s %u: %s\n", account.c_str(), args.words[1].c_str(), uid,
+                     std::string(status_name(m.status())).c_str());
+        return 1;
+    }
+    // The body may live in another shard's store.
+    auto body_shard = shards.find(m->body.shard);
+    if (body_shard == shards.end()) {
+        std::fprintf(stderr, "ringpost: body shard %u missing\n", m->body.shard);
+        return 1;
+    }
+    auto handle = body_shard->second->store->body_open(m->body);
+    if (!handle) {
+        std::fprintf(stderr, "ringpost: body: %s\n", std::string(status_name(handle.status())).c_str());
+        return 1;
+    }
+    std::string out(handle->bytes, '\0');
+    const Status s = body_read_blocking(*handle, {reinterpret_cast<std::byte*>(out.data()), out.size()});
+    if (s != Status::ok) {
+        std::fprintf(stderr, "ringpost: body: %s\n", std::string(status_name(s)).c_str());
+        return 1;
+    }
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    return 0;
+}
+
+struct Sub {
+    const char* name;
+    Command run;
+};
+struct Group {
+    const char* name;
+    std::vector<Sub> subs;
+};
+
+const std::vector<Group> groups = {
+    {"store", {{"check", store_check}, {"dump", store_dump}, {"stats", store_stats}, {"compact", store_compact}}},
+    {"mailbox", {{"list", mailbox_list}, {"show", mailbox_show}}},
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 3) return usage(), 2;
+    Args args;
+    for (int i = 3; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--data" && i + 1 < argc) {
+            args.data = argv[++i];
+        } else if (a.rfind("--data=", 0) == 0) {
+            args.data = a.substr(7);
+        } else if (a == "--shard" && i + 1 < argc) {
+            args.shard = std::atoi(argv[++i]);
+        } else {
+            args.words.push_back(a);
+        }
+    }
+    for (const Group& g : groups) {
+        if (g.name != std::string(argv[1])) continue;
+        for (const Sub& s : g.subs) {
+            if (s.name == std::string(argv[2])) return s.run(args);
+        }
+    }
+    usage();
+    return 2;
+}
