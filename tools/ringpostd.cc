@@ -22,6 +22,9 @@
 #include "core/echo_protocol.h"
 #include "core/log.h"
 #include "core/shard.h"
+#include "protocols/common/shard_mail.h"
+#include "protocols/smtp/routing.h"
+#include "protocols/smtp/smtp_session.h"
 
 #ifdef RP_MIMALLOC
 #include <mimalloc.h>
@@ -48,11 +51,30 @@ class DaemonShard final : public rp::ShardLocal {
 public:
     std::shared_ptr<const Settings> settings;
     std::unique_ptr<rp::EchoFactory> echo;
+    std::vector<std::unique_ptr<rp::smtp::SmtpFactory>> smtp;
+    // Destroyed first (members go in reverse order): the factories above refer to it.
+    std::unique_ptr<rp::mail::ShardMail> mail;
 };
+
+// What every shard shares, read-only once the shards run.
+struct Shared {
+    std::shared_ptr<const Settings> settings;
+    std::shared_ptr<const rp::smtp::Directory> directory;
+    std::unique_ptr<rp::mail::MailCluster> cluster;
+};
+
+// The listener kinds this build serves. Others in the config (submission and smtps need the
+// TLS/auth work, pop3/imap the mail-access work) are reported at start and not bound.
+bool served_kind(std::string_view kind) { return kind == "mx" || kind == "test-echo"; }
 
 bool add_listeners(const std::vector<rp::config::ListenerSettings>& list,
                    rp::EngineOptions& options, std::string* error) {
     for (const auto& listener : list) {
+        if (!served_kind(listener.kind)) {
+            rp::log::warn("listener {} ({}): not served by this build yet", listener.address,
+                          listener.kind);
+            continue;
+        }
         rp::ListenerSpec spec;
         spec.kind = listener.kind;
         if (rp::listener_address_parse(listener.address, spec) != Status::ok) {
@@ -108,9 +130,27 @@ bool check_files(const Settings& s, std::string* error) {
     return true;
 }
 
-Status shard_setup(rp::Shard& shard, const std::shared_ptr<const Settings>& settings) {
+Status shard_setup(rp::Shard& shard, Shared& shared) {
+    const std::shared_ptr<const Settings>& settings = shared.settings;
     auto local = std::make_unique<DaemonShard>();
     local->settings = settings;
+    std::string error;
+    auto mail = rp::mail::ShardMail::open(shard, *shared.cluster, shared.directory,
+                                          settings->server.data_dir, &error);
+    if (!mail) {
+        rp::log::error("shard {}: {}", shard.index(), error);
+        return mail.status();
+    }
+    local->mail = std::move(mail.value());
+    bool mx_registered = false;
+    for (const auto& listener : settings->smtp.listeners) {
+        if (listener.kind != "mx" || mx_registered) continue;
+        local->smtp.push_back(std::make_unique<rp::smtp::SmtpFactory>(
+            *local->mail, shard.sessions(), *settings, listener.kind));
+        Status status = shard.sessions().register_protocol(listener.kind, *local->smtp.back());
+        if (status != Status::ok) return status;
+        mx_registered = true;
+    }
     if (!settings->engine.test_echo_listeners.empty()) {
         rp::EchoOptions echo;
         echo.line_bytes_max = settings->smtp.line_bytes_max;
@@ -191,8 +231,21 @@ int main(int argc, char** argv) {
     bool ok = true;
     rp::EngineOptions options = engine_options(*settings, &error, &ok);
     if (!ok) return fail(error);
+    const unsigned shard_count = options.cores != 0 ? options.cores
+                                                    : static_cast<unsigned>(rp::online_cpus().size());
+    options.cores = shard_count;
+    if (rp::mail::ShardMail::check_layout(settings->server.data_dir, shard_count, &error) !=
+        Status::ok) {
+        return fail(error);
+    }
+    auto directory = rp::smtp::Directory::build(*settings, shard_count, &error);
+    if (!directory) return fail(error);
+    Shared shared;
+    shared.settings = settings;
+    shared.directory = std::make_shared<const rp::smtp::Directory>(std::move(directory.value()));
+    shared.cluster = std::make_unique<rp::mail::MailCluster>(shard_count);
     auto engine = rp::Engine::create(
-        options, [settings](rp::Shard& shard) { return shard_setup(shard, settings); }, &error);
+        options, [&shared](rp::Shard& shard) { return shard_setup(shard, shared); }, &error);
     if (!engine) {
         rp::log::shutdown();
         return fail(error);
