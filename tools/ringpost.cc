@@ -1,6 +1,6 @@
 // tools/ringpost.cc: the admin command.
 //
-//   ringpost store check|dump|stats|compact [--data DIR] [--shard N]
+//   ringpost [--config FILE] store check|dump|stats|compact [--data DIR] [--shard N]
 //   ringpost mailbox list ACCOUNT [MAILBOX] [--data DIR]
 //   ringpost mailbox show ACCOUNT MAILBOX UID [--data DIR]     (raw message bytes on stdout)
 //
@@ -25,6 +25,7 @@
 
 #include "core/clock.h"
 #include "core/sync_io.h"
+#include "config/config_parse.h"
 #include "storage/mail_store.h"
 #include "storage/segment.h"
 
@@ -43,7 +44,7 @@ using Command = int (*)(const Args&);
 
 void usage() {
     std::fprintf(stderr,
-                 "usage: ringpost store check|dump|stats|compact [--data DIR] [--shard N]\n"
+                 "usage: ringpost [--config FILE] store check|dump|stats|compact [--data DIR] [--shard N]\n"
                  "       ringpost mailbox list ACCOUNT [MAILBOX] [--data DIR]\n"
                  "       ringpost mailbox show ACCOUNT MAILBOX UID [--data DIR]\n");
 }
@@ -421,24 +422,45 @@ const std::vector<Group> groups = {
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc < 3) return usage(), 2;
+    // `--config FILE` may stand anywhere: it names the data folder through server.data_dir.
+    std::vector<std::string> argv_rest;
     Args args;
-    for (int i = 3; i < argc; ++i) {
+    for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        if (a == "--data" && i + 1 < argc) {
-            args.data = argv[++i];
+        std::string config_path;
+        if (a == "--config" && i + 1 < argc) {
+            config_path = argv[++i];
+        } else if (a.rfind("--config=", 0) == 0) {
+            config_path = a.substr(9);
+        } else {
+            argv_rest.push_back(a);
+            continue;
+        }
+        std::string error;
+        auto settings = rp::config::parse_file(config_path, &error);
+        if (!settings) {
+            std::fprintf(stderr, "ringpost: %s\n", error.c_str());
+            return 1;
+        }
+        args.data = settings->server.data_dir;
+    }
+    if (argv_rest.size() < 2) return usage(), 2;
+    for (std::size_t i = 2; i < argv_rest.size(); ++i) {
+        const std::string& a = argv_rest[i];
+        if (a == "--data" && i + 1 < argv_rest.size()) {
+            args.data = argv_rest[++i];
         } else if (a.rfind("--data=", 0) == 0) {
             args.data = a.substr(7);
-        } else if (a == "--shard" && i + 1 < argc) {
-            args.shard = std::atoi(argv[++i]);
+        } else if (a == "--shard" && i + 1 < argv_rest.size()) {
+            args.shard = std::atoi(argv_rest[++i].c_str());
         } else {
             args.words.push_back(a);
         }
     }
     for (const Group& g : groups) {
-        if (g.name != std::string(argv[1])) continue;
+        if (argv_rest[0] != g.name) continue;
         for (const Sub& s : g.subs) {
-            if (s.name == std::string(argv[2])) return s.run(args);
+            if (argv_rest[1] == s.name) return s.run(args);
         }
     }
     usage();
