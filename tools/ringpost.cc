@@ -3,6 +3,7 @@
 //   ringpost [--config FILE] store check|dump|stats|compact [--data DIR] [--shard N]
 //   ringpost mailbox list ACCOUNT [MAILBOX] [--data DIR]
 //   ringpost mailbox show ACCOUNT MAILBOX UID [--data DIR]     (raw message bytes on stdout)
+//   ringpost mailbox cat ACCOUNT MAILBOX [--data DIR]          (every message, with sizes)
 //
 // Commands read the store directly from <DIR>/shard-N/. Reading commands open it read-only,
 // so they work offline or while ringpostd runs (they see what is durable). `store compact`
@@ -46,7 +47,8 @@ void usage() {
     std::fprintf(stderr,
                  "usage: ringpost [--config FILE] store check|dump|stats|compact [--data DIR] [--shard N]\n"
                  "       ringpost mailbox list ACCOUNT [MAILBOX] [--data DIR]\n"
-                 "       ringpost mailbox show ACCOUNT MAILBOX UID [--data DIR]\n");
+                 "       ringpost mailbox show ACCOUNT MAILBOX UID [--data DIR]\n"
+                 "       ringpost mailbox cat ACCOUNT MAILBOX [--data DIR]\n");
 }
 
 std::vector<int> shard_ids(const Args& args) {
@@ -368,6 +370,30 @@ int mailbox_list(const Args& args) {
     return 0;
 }
 
+// Reads one message's bytes, wherever its body lives. Prints the reason and returns false
+// when it cannot.
+bool read_message(std::map<int, std::unique_ptr<Opened>>& shards, const Message& m,
+                  std::string& out) {
+    auto body_shard = shards.find(m.body.shard);
+    if (body_shard == shards.end()) {
+        std::fprintf(stderr, "ringpost: uid %u: body shard %u missing\n", m.uid, m.body.shard);
+        return false;
+    }
+    auto handle = body_shard->second->store->body_open(m.body);
+    if (!handle) {
+        std::fprintf(stderr, "ringpost: uid %u: body: %s\n", m.uid,
+                     std::string(status_name(handle.status())).c_str());
+        return false;
+    }
+    out.assign(handle->bytes, '\0');
+    const Status s = body_read_blocking(*handle, {reinterpret_cast<std::byte*>(out.data()), out.size()});
+    if (s != Status::ok) {
+        std::fprintf(stderr, "ringpost: uid %u: body: %s\n", m.uid, std::string(status_name(s)).c_str());
+        return false;
+    }
+    return true;
+}
+
 int mailbox_show(const Args& args) {
     if (args.words.size() != 3) return usage(), 2;
     auto shards = open_all(args);
@@ -384,25 +410,41 @@ int mailbox_show(const Args& args) {
                      std::string(status_name(m.status())).c_str());
         return 1;
     }
-    // The body may live in another shard's store.
-    auto body_shard = shards.find(m->body.shard);
-    if (body_shard == shards.end()) {
-        std::fprintf(stderr, "ringpost: body shard %u missing\n", m->body.shard);
-        return 1;
-    }
-    auto handle = body_shard->second->store->body_open(m->body);
-    if (!handle) {
-        std::fprintf(stderr, "ringpost: body: %s\n", std::string(status_name(handle.status())).c_str());
-        return 1;
-    }
-    std::string out(handle->bytes, '\0');
-    const Status s = body_read_blocking(*handle, {reinterpret_cast<std::byte*>(out.data()), out.size()});
-    if (s != Status::ok) {
-        std::fprintf(stderr, "ringpost: body: %s\n", std::string(status_name(s)).c_str());
-        return 1;
-    }
+    std::string out;
+    if (!read_message(shards, *m, out)) return 1;
     std::fwrite(out.data(), 1, out.size(), stdout);
     return 0;
+}
+
+// Every message of a mailbox, each as "=== UID <uid> <bytes>\n", its raw bytes and "\n":
+// for scripts and tests that check many messages at once.
+int mailbox_cat(const Args& args) {
+    if (args.words.size() != 2) return usage(), 2;
+    auto shards = open_all(args);
+    const std::string& account = args.words[0];
+    Opened* o = owner_of(shards, account);
+    if (!o) {
+        std::fprintf(stderr, "ringpost: no account %s\n", account.c_str());
+        return 1;
+    }
+    auto list = o->store->messages(account, args.words[1]);
+    if (!list) {
+        std::fprintf(stderr, "ringpost: %s %s: %s\n", account.c_str(), args.words[1].c_str(),
+                     std::string(status_name(list.status())).c_str());
+        return 1;
+    }
+    std::string out;
+    int status = 0;
+    for (const Message& m : *list) {
+        if (!read_message(shards, m, out)) {
+            status = 1;
+            continue;
+        }
+        std::printf("=== UID %u %zu\n", m.uid, out.size());
+        std::fwrite(out.data(), 1, out.size(), stdout);
+        std::fputc('\n', stdout);
+    }
+    return status;
 }
 
 struct Sub {
@@ -416,7 +458,7 @@ struct Group {
 
 const std::vector<Group> groups = {
     {"store", {{"check", store_check}, {"dump", store_dump}, {"stats", store_stats}, {"compact", store_compact}}},
-    {"mailbox", {{"list", mailbox_list}, {"show", mailbox_show}}},
+    {"mailbox", {{"list", mailbox_list}, {"show", mailbox_show}, {"cat", mailbox_cat}}},
 };
 
 }  // namespace
