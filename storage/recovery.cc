@@ -266,8 +266,9 @@ struct MailStore::Recovery {
 };
 
 Result<std::unique_ptr<MailStore>> MailStore::open(Io& io, Clock& clock, StoreOptions options) {
-    if (options.segment_bytes < limits::segment_bytes_min ||
-        options.segment_bytes >= limits::segment_bytes_max) {
+    // segment_bytes is 32 bits, so it is below segment_bytes_max (2^32) by its type.
+    static_assert(sizeof(options.segment_bytes) == 4 && limits::segment_bytes_max == 1ull << 32);
+    if (options.segment_bytes < limits::segment_bytes_min || options.segment_bytes == 0xffffffffu) {
         return Status::invalid;
     }
     if (!options.read_only && ::mkdir(options.dir.c_str(), 0750) != 0 && errno != EEXIST) {

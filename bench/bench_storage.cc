@@ -1,0 +1,266 @@
+// bench/bench_storage.cc: the store's micro-benchmarks.
+//
+//   BM_Append/<bytes>/<per_sync>   appends with one group commit (writev + fdatasync) per
+//                                  <per_sync> messages, real disk (RP_BENCH_DIR, default
+//                                  ./benchtmp); compare with dd oflag=direct (bench/storage_vs_dd.sh)
+//   BM_AppendCpu/<bytes>           the CPU cost only: an Io that completes at once, no disk
+//   BM_Read/<bytes>                read + verify a body (page cache)
+//   BM_Recovery/<records>          open a store whose log holds that many records (no snapshot)
+//   BM_RestartWithSnapshot/<MiB>   open a store of that size right after a snapshot
+//   BM_IndexLookup                 message(uid) in a 100k-message mailbox
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "core/clock.h"
+#include "core/sync_io.h"
+#include "tests/sim/store_harness.h"
+
+using namespace rp;
+using namespace rp::storage;
+
+namespace {
+
+std::string bench_dir(const std::string& name) {
+    const char* base = std::getenv("RP_BENCH_DIR");
+    std::string dir = std::string(base ? base : "benchtmp") + "/" + name;
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    return dir;
+}
+
+// Completes every operation at once without touching the disk: CPU cost only.
+class NullIo final : public Io {
+public:
+    void writev(int, const iovec* iov, unsigned n, std::uint64_t, IoCompletion& d) override {
+        std::uint64_t total = 0;
+        for (unsigned i = 0; i < n; ++i) total += iov[i].iov_len;
+        pending_.push_back({&d, static_cast<std::uint32_t>(total)});
+    }
+    void read(int, void*, std::uint32_t n, std::uint64_t, IoCompletion& d) override { pending_.push_back({&d, n}); }
+    void fdatasync(int, IoCompletion& d) override { pending_.push_back({&d, 0}); }
+    void fsync(int, IoCompletion& d) override { pending_.push_back({&d, 0}); }
+    std::size_t run_pending() {
+        std::size_t n = 0;
+        while (!pending_.empty()) {
+            auto p = pending_.back();
+            pending_.pop_back();
+            p.first->io_done(Status::ok, p.second);
+            ++n;
+        }
+        return n;
+    }
+
+private:
+    std::vector<std::pair<IoCompletion*, std::uint32_t>> pending_;
+};
+
+std::unique_ptr<MailStore> open_or_die(Io& io, Clock& clock, const StoreOptions& o) {
+    auto s = MailStore::open(io, clock, o);
+    if (!s) std::abort();
+    return std::move(s.value());
+}
+
+struct NoRelease final : BufferRelease {
+    void buffer_released(Status) override {}
+};
+
+template <typename IoT>
+void append_one(MailStore& store, std::string& body, NoRelease& rel) {
+    store.txn_begin();
+    auto w = store.body_begin();
+    iovec iov{body.data(), body.size()};
+    if (store.body_append(*w, &iov, 1, rel) != Status::ok) std::abort();
+    auto ref = store.body_finish(*w);
+    MailStore::AppendArgs args;
+    args.body = *ref;
+    args.size = body.size();
+    if (!store.message_append("bench@x", "INBOX", args)) std::abort();
+    if (!store.txn_commit()) std::abort();
+}
+
+void BM_Append(benchmark::State& state) {
+    const auto bytes = static_cast<std::size_t>(state.range(0));
+    const auto per_sync = static_cast<int>(state.range(1));
+    const std::string dir = bench_dir("append");
+    SyncIo io;
+    SimClock clock;
+    StoreOptions o = test::options_for(dir, 0, 256u << 20);
+    auto store = open_or_die(io, clock, o);
+    (void)store->account_create("bench@x");
+    std::string body(bytes, 'x');
+    NoRelease rel;
+    for (auto _ : state) {
+        for (int i = 0; i < per_sync; ++i) append_one<SyncIo>(*store, body, rel);
+        if (test::flush_all(*store, io) != Status::ok) std::abort();
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * per_sync * bytes));
+    state.SetItemsProcessed(state.iterations() * per_sync);
+    store.reset();
+    std::filesystem::remove_all(dir);
+}
+BENCHMARK(BM_Append)->Args({4096, 1})->Iterations(2000)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_Append)->Args({4096, 16})->Iterations(1000)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_Append)->Args({4096, 256})->Iterations(200)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_Append)->Args({102400, 1})->Iterations(2000)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_Append)->Args({102400, 16})->Iterations(400)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_Append)->Args({102400, 256})->Iterations(40)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+void BM_AppendCpu(benchmark::State& state) {
+    const auto bytes = static_cast<std::size_t>(state.range(0));
+    const std::string dir = bench_dir("cpu");
+    NullIo io;
+    SimClock clock;
+    auto store = open_or_die(io, clock, test::options_for(dir, 0, 1u << 30));
+    (void)store->account_create("bench@x");
+    std::string body(bytes, 'x');
+    NoRelease rel;
+    int n = 0;
+    for (auto _ : state) {
+        append_one<NullIo>(*store, body, rel);
+        if (++n % 256 == 0) {
+            (void)store->flush();
+            io.run_pending();
+        }
+        if (n % 100000 == 0) {  // Keep the mailbox and segment bounded.
+            state.PauseTiming();
+            (void)store->flush();
+            io.run_pending();
+            store.reset();
+            std::filesystem::remove_all(dir);
+            store = open_or_die(io, clock, test::options_for(dir, 0, 1u << 30));
+            (void)store->account_create("bench@x");
+            state.ResumeTiming();
+        }
+    }
+    state.SetItemsProcessed(state.iterations());
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
+}
+BENCHMARK(BM_AppendCpu)->Arg(4096)->Arg(102400);
+
+void BM_Read(benchmark::State& state) {
+    const auto bytes = static_cast<std::size_t>(state.range(0));
+    const std::string dir = bench_dir("read");
+    SyncIo io;
+    SimClock clock;
+    auto store = open_or_die(io, clock, test::options_for(dir, 0, 256u << 20));
+    (void)store->account_create("bench@x");
+    std::vector<BodyRef> refs;
+    for (int i = 0; i < 256; ++i) refs.push_back(*store->body_put(test::bytes_of(std::string(bytes, 'r'))));
+    (void)test::flush_all(*store, io);
+    std::string out(bytes, '\0');
+    std::size_t i = 0;
+    for (auto _ : state) {
+        auto h = store->body_open(refs[i++ % refs.size()]);
+        if (body_read_blocking(*h, {reinterpret_cast<std::byte*>(out.data()), out.size()}) != Status::ok) std::abort();
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_Read)->Arg(4096)->Arg(102400);
+
+// A log of `records` records: messages of 64 bytes, 4 records each (chunk, body_define,
+// message_append, commit).
+void BM_Recovery(benchmark::State& state) {
+    const auto records = static_cast<std::int64_t>(state.range(0));
+    const std::string dir = bench_dir("recovery");
+    {
+        SyncIo io;
+        SimClock clock;
+        auto store = open_or_die(io, clock, test::options_for(dir, 0, 256u << 20));
+        (void)store->account_create("bench@x");
+        std::string body(64, 'm');
+        NoRelease rel;
+        for (std::int64_t i = 0; i < records / 4; ++i) {
+            append_one<SyncIo>(*store, body, rel);
+            if (i % 4096 == 4095) (void)test::flush_all(*store, io);
+        }
+        (void)test::flush_all(*store, io);
+    }
+    std::uint64_t replayed = 0;
+    for (auto _ : state) {
+        SyncIo io;
+        SimClock clock;
+        auto store = MailStore::open(io, clock, test::options_for(dir, 0, 256u << 20));
+        if (!store) std::abort();
+        replayed = (*store)->open_report().records_replayed;
+    }
+    state.counters["records"] = static_cast<double>(replayed);
+    state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(replayed));
+    std::filesystem::remove_all(dir);
+}
+BENCHMARK(BM_Recovery)->Arg(1000000)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
+
+struct SnapWait final : SnapshotDone {
+    void snapshot_done(Status s) override {
+        if (s != Status::ok) std::abort();
+    }
+};
+
+void BM_RestartWithSnapshot(benchmark::State& state) {
+    const auto mib = static_cast<std::int64_t>(state.range(0));
+    const std::string dir = bench_dir("restart");
+    {
+        SyncIo io;
+        SimClock clock;
+        auto store = open_or_die(io, clock, test::options_for(dir, 0, 256u << 20));
+        (void)store->account_create("bench@x");
+        std::string body(100 * 1024, 'b');
+        NoRelease rel;
+        for (std::int64_t i = 0; i < mib * 10; ++i) {
+            append_one<SyncIo>(*store, body, rel);
+            if (i % 64 == 63) (void)test::flush_all(*store, io);
+        }
+        (void)test::flush_all(*store, io);
+        SnapWait w;
+        (void)store->snapshot(w);
+        io.run_pending();
+        for (int i = 0; i < 100; ++i) append_one<SyncIo>(*store, body, rel);  // A tail to replay.
+        (void)test::flush_all(*store, io);
+    }
+    std::uint64_t messages = 0;
+    for (auto _ : state) {
+        SyncIo io;
+        SimClock clock;
+        auto store = MailStore::open(io, clock, test::options_for(dir, 0, 256u << 20));
+        if (!store || !(*store)->open_report().snapshot_loaded) std::abort();
+        messages = (*store)->stats().messages;
+    }
+    state.counters["messages"] = static_cast<double>(messages);
+    std::filesystem::remove_all(dir);
+}
+BENCHMARK(BM_RestartWithSnapshot)->Arg(2048)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
+
+void BM_IndexLookup(benchmark::State& state) {
+    const std::string dir = bench_dir("lookup");
+    NullIo io;
+    SimClock clock;
+    auto store = open_or_die(io, clock, test::options_for(dir, 0, 1u << 30));
+    (void)store->account_create("bench@x");
+    std::string body(16, 'l');
+    NoRelease rel;
+    for (int i = 0; i < 100000; ++i) {
+        append_one<NullIo>(*store, body, rel);
+        if (i % 256 == 255) {
+            (void)store->flush();
+            io.run_pending();
+        }
+    }
+    (void)store->flush();
+    io.run_pending();
+    std::uint32_t uid = 1;
+    for (auto _ : state) {
+        auto m = store->message("bench@x", "INBOX", uid);
+        benchmark::DoNotOptimize(m);
+        uid = uid % 100000 + 1;
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_IndexLookup);
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# bench/storage_vs_dd.sh [BUILD_DIR]: runs dd oflag=direct and the storage benchmarks on the
+# same disk in the same run and prints the 100 KiB append rate as a share of dd's.
+set -euo pipefail
+build=${1:-build}
+dir=${RP_BENCH_DIR:-$build/benchtmp}
+mkdir -p "$dir"
+dd_line=$(dd if=/dev/zero of="$dir/dd.bin" bs=1M count=2000 oflag=direct 2>&1 | tail -1)
+rm -f "$dir/dd.bin"
+echo "dd: $dd_line"
+dd_bps=$(python3 -c "import sys,re; l=sys.argv[1]; b=int(l.split()[0]); t=float(re.search(r', ([0-9.]+) s,', l).group(1)); print(b/t)" "$dd_line")
+RP_BENCH_DIR="$dir" "$build/bench/bench_storage" --benchmark_format=json --benchmark_out="$dir/storage.json" \
+  --benchmark_out_format=json --benchmark_format=console "$@" 2>&1 | grep -v '^\*\*\*'
+python3 - "$dir/storage.json" "$dd_bps" <<'PY'
+import json, sys
+data = json.load(open(sys.argv[1])); dd = float(sys.argv[2])
+for b in data["benchmarks"]:
+    if b["name"].startswith("BM_Append/102400"):
+        print(f'{b["name"]}: {b["bytes_per_second"]/1e6:.0f} MB/s = {100*b["bytes_per_second"]/dd:.0f}% of dd direct ({dd/1e6:.0f} MB/s)')
+PY
