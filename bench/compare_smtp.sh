@@ -358,7 +358,14 @@ fi
 for ((round = 1; round <= rounds; round++)); do
   for target in "${target_list[@]}"; do
     [[ $target == ringpostd && -n $ringpostd_skip ]] && continue
-    for client in "${client_list[@]}"; do
+    # Alternate which client goes first, so neither always meets a server warmed (or
+    # tired) by the other.
+    order=("${client_list[@]}")
+    if ((round % 2 == 0)); then
+      order=()
+      for ((i = ${#client_list[@]} - 1; i >= 0; i--)); do order+=("${client_list[i]}"); done
+    fi
+    for client in "${order[@]}"; do
       run_one "$round" "$target" "$client"
     done
   done
@@ -391,6 +398,28 @@ for r in rows:
     cli_ms = (float(user) + float(sys_)) * 1000 / messages
     print(fmt % (rnd, target, client, "%.0f" % rate, ratio, "%.3f" % srv_ms, "%.3f" % cli_ms,
                  p99, errors))
+if len({r[0] for r in rows}) > 1:
+    import statistics
+    groups = {}
+    for r in rows:
+        groups.setdefault((r[1], r[2]), []).append(r)
+    med = lambda values: statistics.median(values)
+    rate_of = lambda r: messages / float(r[3])
+    base = {c: med([rate_of(r) for r in g]) for (t, c), g in groups.items() if t == "postfix"}
+    print()
+    print("median over %d rounds:" % len({r[0] for r in rows}))
+    print(fmt % ("", "server", "client", "msgs/s", "vs postfix", "srv ms/msg", "cli ms/msg",
+                 "p99 acc ms", "errors"))
+    for (target, client), g in groups.items():
+        rate = med([rate_of(r) for r in g])
+        ratio = "%.2fx" % (rate / base[client]) if client in base else "-"
+        srv = med([float(r[4]) / tck * 1000 / messages for r in g])
+        cli = med([(float(r[6]) + float(r[7])) * 1000 / messages for r in g])
+        p99s = [float(r[8]) for r in g if r[8] != "-"]
+        p99 = "%.3f" % med(p99s) if p99s else "-"
+        errors = sum(int(r[9]) if r[9].isdigit() else 1 for r in g)
+        print(fmt % ("", target, client, "%.0f" % rate, ratio, "%.3f" % srv, "%.3f" % cli, p99,
+                     errors))
 print("msgs/s: messages / client wall time. srv ms/msg: CPU of the server's processes per "
       "message (Postfix: master, smtpd, cleanup, qmgr, local..., until its queue drained). "
       "cli ms/msg: the client's CPU. p99 acc: final dot to 250, from ringpost-bench.")
