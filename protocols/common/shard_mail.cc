@@ -170,6 +170,9 @@ Result<std::unique_ptr<ShardMail>> ShardMail::open(Shard& shard, MailCluster& cl
     mail->next_id_low_ = low;
     cluster.set(shard.index(), mail.get());
     shard.reactor().add_tick(*mail);
+    // Accounts created above are staged: make them durable now rather than at the first
+    // tick, which only runs once some event wakes the loop.
+    mail->on_tick();
     return mail;
 }
 
