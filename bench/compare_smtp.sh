@@ -255,19 +255,26 @@ start_ringpostd() {
   if [[ -n ${RP_RINGPOSTD_CONFIG:-} ]]; then
     sed -e "s|@PORT@|$ringpostd_port|g" -e "s|@DATA@|$base/data|g" "$RP_RINGPOSTD_CONFIG" \
       >"$base/ringpost.toml"
+  elif [[ -f $root/config/demo.toml ]]; then
+    # The demo configuration (example.test, demo@example.test), with its SMTP (mx) listener
+    # on our free port, every other listener on another free port, and its files under our
+    # folder.
+    python3 - "$root/config/demo.toml" "$base" "$ringpostd_port" >"$base/ringpost.toml" <<'PYEOF'
+import re, socket, sys
+text = open(sys.argv[1]).read()
+base, port = sys.argv[2], sys.argv[3]
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+text = text.replace('"127.0.0.1:2525"', '"127.0.0.1:%s"' % port)
+text = re.sub(r'"127\.0\.0\.1:(2\d{3})"', lambda m: '"127.0.0.1:%d"' % free_port(), text)
+text = text.replace('".demo/', '"%s/' % base)
+sys.stdout.write(text)
+PYEOF
   else
-    # The demo domain and user (DESIGN.md), on loopback, on a free port.
-    cat >"$base/ringpost.toml" <<EOF
-hostname = "mail.example.test"
-data_dir = "$base/data"
-
-[smtp]
-listen = ["127.0.0.1:$ringpostd_port"]
-
-[[domains]]
-name = "example.test"
-users = [{ name = "demo", password = "demo" }]
-EOF
+    ringpostd_skip="no config/demo.toml to start it with (set RP_RINGPOSTD_CONFIG)"
+    return
   fi
   if ! "$ringpostd" --check-config --config "$base/ringpost.toml" >"$base/check.log" 2>&1; then
     ringpostd_skip="its config was refused: $(head -1 "$base/check.log") (set RP_RINGPOSTD_CONFIG)"
