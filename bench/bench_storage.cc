@@ -232,7 +232,7 @@ void BM_RestartWithSnapshot(benchmark::State& state) {
     state.counters["messages"] = static_cast<double>(messages);
     std::filesystem::remove_all(dir);
 }
-BENCHMARK(BM_RestartWithSnapshot)->Arg(2048)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
+BENCHMARK(BM_RestartWithSnapshot)->Arg(2048)->Arg(10240)->Unit(benchmark::kMillisecond)->Iterations(3)->UseRealTime();
 
 void BM_IndexLookup(benchmark::State& state) {
     const std::string dir = bench_dir("lookup");

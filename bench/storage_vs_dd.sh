@@ -3,6 +3,7 @@
 # same disk in the same run and prints the 100 KiB append rate as a share of dd's.
 set -euo pipefail
 build=${1:-build}
+shift || true
 dir=${RP_BENCH_DIR:-$build/benchtmp}
 mkdir -p "$dir"
 dd_line=$(dd if=/dev/zero of="$dir/dd.bin" bs=1M count=2000 oflag=direct 2>&1 | tail -1)
