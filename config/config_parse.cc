@@ -286,6 +286,10 @@ void read_rest(Context& context, TableReader& root, Settings& s) {
         reader.integer("max_lifetime_s", s.relay.max_lifetime_s, 1, 30 * 24 * 3600);
         reader.integer("connect_timeout_ms", s.relay.connect_timeout_ms, 1, 600'000);
         reader.integer("deliveries_per_shard_max", s.relay.deliveries_per_shard_max, 1, 65536);
+        reader.integer("deliveries_per_destination_max", s.relay.deliveries_per_destination_max,
+                       1, 65536);
+        reader.integer("port", s.relay.port, 1, 65535);
+        reader.integer("scan_interval_ms", s.relay.scan_interval_ms, 10, 3'600'000);
         reader.finish();
     }
     s.domains.clear();
