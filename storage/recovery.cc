@@ -230,11 +230,14 @@ struct MailStore::Recovery {
         for (; i < segs.size(); ++i, offset = segment_header_bytes) {
             auto header = segment_header_decode(segs[i].span());
             if (!header || header->segment_id != segs[i].id || header->shard != store.options_.shard) {
-                if (i + 1 == segs.size() && segs[i].bytes < segment_header_bytes) {
-                    // A segment whose creation was cut short: it never held a record.
+                // The header goes out with the segment's first batch. Unless a later record
+                // proves that batch was synced, the segment never held anything acknowledged.
+                if (!proven_durable(i, segment_header_bytes, lsn_make(segs[i].id, 0))) {
                     torn = true;
                     torn_index = i;
                     tail = lsn_make(segs[i].id, 0);
+                    store.report_.torn_bytes += segs[i].bytes;
+                    for (std::size_t j = i + 1; j < segs.size(); ++j) store.report_.torn_bytes += segs[j].bytes;
                     break;
                 }
                 damage(segs[i].id, 0, header ? Status::corrupt : header.status(), 0,
