@@ -40,12 +40,16 @@ struct ShardMail::AcceptedWait final : storage::DurableDone {
     ShardMail& mail;
     storage::DurableDone& caller;
     std::vector<std::pair<unsigned, std::unique_ptr<Delivery>>> posts;
+    std::vector<std::string> local_accounts;  // Delivered here, for the observer.
 
     AcceptedWait(ShardMail& m, storage::DurableDone& c) : mail(m), caller(c) {}
     void durable(Status status) override {
         caller.durable(status);
         if (status == Status::ok) {
             for (auto& [to, delivery] : posts) mail.post_or_queue(to, std::move(delivery), false);
+            if (mail.observer_ != nullptr) {
+                for (const auto& account : local_accounts) mail.observer_->delivered(account, "INBOX");
+            }
         }
         delete this;
     }
@@ -60,6 +64,9 @@ struct ShardMail::DeliveredWait final : storage::DurableDone {
     void durable(Status status) override {
         delivery->result = status;
         if (status == Status::ok) ++mail.stats_.delivered_cross;
+        if (status == Status::ok && mail.observer_ != nullptr) {
+            mail.observer_->delivered(delivery->account, "INBOX");
+        }
         const unsigned origin = delivery->origin;
         if (origin == mail.shard_index()) {
             mail.delivered_ack(std::move(delivery));
@@ -214,6 +221,7 @@ Status ShardMail::accept(const AcceptArgs& args, storage::DurableDone& done) {
                 break;
             }
             ++stats_.delivered_local;
+            wait->local_accounts.push_back(r.account->address);
             continue;
         }
         storage::SpoolRecipient sr;

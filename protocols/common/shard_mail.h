@@ -47,6 +47,16 @@ private:
     std::vector<std::atomic<ShardMail*>> slots_;
 };
 
+// Told after every durable delivery into a mailbox this shard owns (SMTP accept, cross-shard
+// delivery, re-drive): mail_access.h wakes the mailbox's watchers (IMAP IDLE) with it.
+class DeliveryObserver {
+public:
+    virtual void delivered(const std::string& account, std::string_view mailbox) = 0;
+
+protected:
+    ~DeliveryObserver() = default;
+};
+
 struct AcceptRecipient {
     std::string address;             // As given in RCPT TO (an account address when local).
     const smtp::Account* account;    // Null for a remote recipient (relay).
@@ -102,6 +112,8 @@ public:
     bool idle() const override;
 
     const ShardMailStats& stats() const { return stats_; }
+    // One observer at most (null: none). It must outlive its registration.
+    void set_observer(DeliveryObserver* observer) { observer_ = observer; }
 
 private:
     struct Delivery;       // One cross-shard delivery in flight (owned by the message).
@@ -128,6 +140,7 @@ private:
     };
     std::deque<Backlog> backlog_;
     ShardMailStats stats_;
+    DeliveryObserver* observer_ = nullptr;
 };
 
 }  // namespace rp::mail
