@@ -12,6 +12,7 @@
 #include "core/io_uring.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/tls.h"
 
 namespace rp {
 namespace {
@@ -98,8 +99,9 @@ unsigned IpLimiter::count(std::uint64_t key) const {
 
 class alignas(8) SessionDriver::Listener final : public CqeHandler, public Timer {
 public:
-    Listener(SessionDriver& driver, int fd, ProtocolFactory& factory, std::string_view kind)
-        : driver_(driver), fd_(fd), factory_(factory), kind_(kind) {}
+    Listener(SessionDriver& driver, int fd, ProtocolFactory& factory, std::string_view kind,
+             bool implicit_tls)
+        : driver_(driver), fd_(fd), factory_(factory), kind_(kind), implicit_tls_(implicit_tls) {}
     ~Listener() {
         if (fd_ >= 0) close(fd_);
     }
@@ -125,6 +127,7 @@ public:
     bool closed() const { return fd_ < 0; }
     ProtocolFactory& factory() { return factory_; }
     std::string_view kind() const { return kind_; }
+    bool implicit_tls() const { return implicit_tls_; }
 
     void on_cqe(const io_uring_cqe& cqe, unsigned /*tag*/) override {
         if ((cqe.flags & IORING_CQE_F_MORE) == 0) armed_ = false;
@@ -158,6 +161,7 @@ private:
     int fd_;
     ProtocolFactory& factory_;
     std::string kind_;
+    bool implicit_tls_ = false;
     bool armed_ = false;
     bool stopping_ = false;
 };
@@ -167,7 +171,8 @@ private:
 class alignas(8) Connection final : public SessionOutput,
                                     public CqeHandler,
                                     public Timer,
-                                    public Deferred {
+                                    public Deferred,
+                                    public tls::TlsSink {
 public:
     enum class State : std::uint8_t { free, open, dying };
 
@@ -191,6 +196,13 @@ public:
     void set_timeout_ms(std::uint64_t ms) override;
     SessionHandle handle() const override { return {slot_, generation_}; }
     std::size_t output_queued_bytes() const override { return out_bytes_; }
+    bool start_tls() override;
+    bool tls_active() const override { return tls_ != nullptr; }
+    // TlsSink: ciphertext into the send queue.
+    bool tls_send(std::span<const std::byte> bytes) override {
+        raw_write(bytes);
+        return fail_ == Status::ok;
+    }
 
     // CqeHandler, Timer, Deferred.
     void on_cqe(const io_uring_cqe& cqe, unsigned tag) override;
@@ -210,8 +222,15 @@ private:
 
     bool can_feed() const {
         return state_ == State::open && !closing_ && !paused_ && fail_ == Status::ok &&
-               out_bytes_ < limits::session_output_high_bytes;
+               !tls_pending_ && out_bytes_ < limits::session_output_high_bytes;
     }
+    void open_protocol();
+    void raw_write(std::span<const std::byte> bytes);
+    void begin_tls();
+    bool feed_tls_one();
+    bool tls_handshake_step();
+    void tls_handshake_done();
+    void held_advance(std::size_t count);
     void arm_recv();
     void stop_recv();
     void on_recv(const io_uring_cqe& cqe);
@@ -256,6 +275,13 @@ private:
     std::uint32_t out_tail_end_ = 0;     // Filled bytes of the tail chunk.
     std::uint32_t out_chunk_count_ = 0;
     std::size_t out_bytes_ = 0;
+    // TLS.
+    SessionDriver::Listener* listener_ = nullptr;
+    sockaddr_storage peer_{};
+    socklen_t peer_bytes_ = 0;
+    std::unique_ptr<tls::TlsStream> tls_;
+    std::string tls_early_output_;      // Written while the handshake runs (sent after it).
+    bool tls_pending_ = false;          // start_tls() called; begins after the callback.
 };
 
 namespace {
@@ -290,23 +316,83 @@ void Connection::open(int fd, const sockaddr_storage& peer, socklen_t peer_bytes
     // starved_ is not reset: it means "listed in the driver's starved list", and an entry
     // left by the previous session of this slot is still there.
     closing_ = paused_ = reoffer_ = eof_ = recv_stopped_ = timeout_set_ = false;
-    proto_ = listener.factory().create(driver_->slot_memory(slot_));
-    RP_ASSERT(proto_ != nullptr);
-    driver_->reactor_.timer_arm(*this, listener.factory().open_timeout_ms() * ns_per_ms);
+    tls_pending_ = false;
+    RP_ASSERT(tls_ == nullptr);
+    listener_ = &listener;
+    peer_ = peer;
+    peer_bytes_ = peer_bytes;
     arm_recv();
-    std::string text = peer_text_of(peer);
+    if (listener.implicit_tls()) {
+        // The protocol starts once the handshake is done (tls_handshake_done).
+        if (driver_->tls_context_ != nullptr) {
+            tls_ = tls::TlsStream::server(driver_->tls_context_, *this);
+        }
+        if (tls_ == nullptr) {
+            fail(Status::tls);
+        } else {
+            driver_->reactor_.timer_arm(*this, driver_->options_.tls_handshake_timeout_ms * ns_per_ms);
+        }
+        driver_->reactor_.defer(*this);
+        return;
+    }
+    open_protocol();
+}
+
+void Connection::open_protocol() {
+    RP_ASSERT(proto_ == nullptr);
+    RP_ASSERT(state_ == State::open);
+    proto_ = listener_->factory().create(driver_->slot_memory(slot_));
+    RP_ASSERT(proto_ != nullptr);
+    driver_->reactor_.timer_arm(*this, listener_->factory().open_timeout_ms() * ns_per_ms);
+    std::string text = peer_text_of(peer_);
     SessionInfo info;
-    info.peer = peer;
-    info.peer_bytes = peer_bytes;
+    info.peer = peer_;
+    info.peer_bytes = peer_bytes_;
     info.peer_text = text;
-    info.listener_kind = listener.kind();
+    info.listener_kind = listener_->kind();
     info.handle = handle();
     info.shard_index = driver_->options_.shard_index;
+    info.tls_active = tls_ != nullptr;
+    info.tls_available = tls_ == nullptr && driver_->tls_context_ != nullptr;
     {
         CallbackScope scope(in_callback_);
         proto_->on_open(info, *this);
     }
     driver_->reactor_.defer(*this);
+}
+
+bool Connection::start_tls() {
+    if (state_ != State::open || closing_ || tls_ != nullptr || tls_pending_) return false;
+    if (driver_->tls_context_ == nullptr) return false;
+    tls_pending_ = true;
+    driver_->reactor_.defer(*this);
+    return true;
+}
+
+// STARTTLS takes effect: drop every plaintext byte received so far and start the handshake.
+void Connection::begin_tls() {
+    RP_ASSERT(tls_pending_);
+    RP_ASSERT(tls_ == nullptr);
+    tls_pending_ = false;
+    while (held_count_ > 0) held_pop();
+    if (staging_ != no_chunk) driver_->chunk_give(staging_);
+    staging_ = no_chunk;
+    staging_bytes_ = 0;
+    reoffer_ = false;
+    paused_ = false;
+    if (driver_->tls_context_ != nullptr) {
+        tls_ = tls::TlsStream::server(driver_->tls_context_, *this);
+    }
+    if (tls_ == nullptr) {
+        fail(Status::tls);
+        return;
+    }
+    driver_->reactor_.timer_arm(*this, driver_->options_.tls_handshake_timeout_ms * ns_per_ms);
+    timeout_set_ = true;
+    if (recv_stopped_) {
+        recv_stopped_ = false;
+        if (!recv_armed_ && !eof_ && !starved_) arm_recv();
+    }
 }
 
 void Connection::arm_recv() {
@@ -393,7 +479,12 @@ void Connection::feed() {
         driver_->reactor_.defer(*this);
         return;
     }
-    while (can_feed() && feed_one()) {
+    if (tls_ != nullptr) {
+        while (can_feed() && feed_tls_one()) {
+        }
+    } else {
+        while (can_feed() && feed_one()) {
+        }
     }
     reoffer_ = false;
     if (state_ != State::open) return;
@@ -487,6 +578,122 @@ bool Connection::feed_one() {
     return fail_ == Status::ok;
 }
 
+// Consumes `count` bytes of the head held buffer (ciphertext given to wolfSSL).
+void Connection::held_advance(std::size_t count) {
+    RP_ASSERT(held_count_ > 0);
+    Held& held = held_[held_head_];
+    RP_ASSERT(count <= held.buffer.size() - held.offset);
+    held.offset += static_cast<std::uint32_t>(count);  // bounds: checked just above.
+    if (held.offset == held.buffer.size()) held_pop();
+}
+
+// TLS: runs the handshake, or decrypts the next records into staging and offers them.
+// False when nothing more can be done until more ciphertext arrives.
+bool Connection::feed_tls_one() {
+    RP_ASSERT(tls_ != nullptr);
+    if (!tls_->established()) return tls_handshake_step();
+    if (reoffer_ && staging_bytes_ > 0) {
+        reoffer_ = false;
+        offer_staging();
+        return fail_ == Status::ok;
+    }
+    if (staging_ == no_chunk) {
+        staging_ = driver_->chunk_take();
+        if (staging_ == no_chunk) {
+            fail(Status::full);
+            return false;
+        }
+    }
+    std::uint32_t space = limits::session_chunk_bytes - staging_bytes_;
+    if (space == 0) {
+        offer_staging();
+        return fail_ == Status::ok && staging_bytes_ < limits::session_chunk_bytes;
+    }
+    std::span<const std::byte> input;
+    if (held_count_ > 0) {
+        const Held& held = held_[held_head_];
+        input = held.buffer.bytes().subspan(held.offset);
+    }
+    tls_->set_input(input);
+    auto result = tls_->read({driver_->chunk_data(staging_) + staging_bytes_, space});
+    std::size_t consumed = tls_->input_consumed();
+    if (consumed > 0) held_advance(consumed);
+    switch (result.step) {
+        case tls::TlsStream::Step::done:
+            RP_ASSERT(result.bytes <= space);
+            staging_bytes_ += static_cast<std::uint32_t>(result.bytes);  // bounds: <= space.
+            offer_staging();
+            return fail_ == Status::ok;
+        case tls::TlsStream::Step::want_input:
+            if (staging_bytes_ == 0) {
+                driver_->chunk_give(staging_);
+                staging_ = no_chunk;
+            }
+            return consumed > 0 && held_count_ > 0;
+        case tls::TlsStream::Step::closed:
+            // close_notify: what follows is not ours to read.
+            while (held_count_ > 0) held_pop();
+            eof_ = true;
+            return false;
+        case tls::TlsStream::Step::failed:
+            ++driver_->stats_.tls_failures;
+            log::info("shard {}: TLS record error from {}: {}", driver_->options_.shard_index,
+                      peer_text_of(peer_), tls_->last_error());
+            fail(Status::tls);
+            return false;
+    }
+    return false;
+}
+
+bool Connection::tls_handshake_step() {
+    if (held_count_ == 0) return false;
+    const Held& held = held_[held_head_];
+    tls_->set_input(held.buffer.bytes().subspan(held.offset));
+    tls::TlsStream::Step step = tls_->handshake();
+    std::size_t consumed = tls_->input_consumed();
+    if (consumed > 0) held_advance(consumed);
+    switch (step) {
+        case tls::TlsStream::Step::done:
+            tls_handshake_done();
+            return fail_ == Status::ok;
+        case tls::TlsStream::Step::want_input:
+            return consumed > 0;
+        case tls::TlsStream::Step::closed:
+        case tls::TlsStream::Step::failed:
+            break;
+    }
+    // Garbage instead of a ClientHello, no common cipher, an alert: close (no reply to send
+    // in plaintext; wolfSSL may have queued an alert).
+    ++driver_->stats_.tls_failures;
+    log::info("shard {}: TLS handshake with {} failed: {}", driver_->options_.shard_index,
+              peer_text_of(peer_), tls_->last_error());
+    while (held_count_ > 0) held_pop();
+    close_after_flush();
+    return false;
+}
+
+void Connection::tls_handshake_done() {
+    ++driver_->stats_.tls_handshakes;
+    log::debug("shard {}: TLS {} {} with {}{}", driver_->options_.shard_index, tls_->version(),
+               tls_->cipher(), peer_text_of(peer_), tls_->resumed() ? " (resumed)" : "");
+    if (!tls_early_output_.empty()) {
+        std::string early = std::move(tls_early_output_);
+        tls_early_output_.clear();
+        write({reinterpret_cast<const std::byte*>(early.data()), early.size()});
+    }
+    if (proto_ == nullptr) {
+        open_protocol();  // Implicit TLS: the protocol starts now (greeting encrypted).
+        return;
+    }
+    driver_->reactor_.timer_arm(*this, listener_->factory().open_timeout_ms() * ns_per_ms);
+    timeout_set_ = true;
+    {
+        CallbackScope scope(in_callback_);
+        proto_->on_tls_started(*this);
+    }
+    driver_->reactor_.defer(*this);
+}
+
 void Connection::offer_staging() {
     RP_ASSERT(staging_ != no_chunk);
     RP_ASSERT(staging_bytes_ > 0);
@@ -516,6 +723,25 @@ void Connection::offer_staging() {
 }
 
 void Connection::write(std::span<const std::byte> bytes) {
+    if (state_ != State::open || fail_ != Status::ok) return;
+    if (tls_ == nullptr) {
+        raw_write(bytes);
+        return;
+    }
+    if (!tls_->established()) {
+        // Only a protocol that writes after start_tls() gets here; bounded like staging.
+        if (tls_early_output_.size() + bytes.size() > limits::session_chunk_bytes) {
+            fail(Status::full);
+        } else {
+            tls_early_output_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        }
+        return;
+    }
+    if (tls_->write(bytes) != Status::ok) fail(Status::full);
+    driver_->reactor_.defer(*this);
+}
+
+void Connection::raw_write(std::span<const std::byte> bytes) {
     if (state_ != State::open || fail_ != Status::ok) return;
     while (!bytes.empty()) {
         if (out_tail_ == no_chunk || out_tail_end_ == limits::session_chunk_bytes) {
@@ -605,6 +831,10 @@ void Connection::on_send(const io_uring_cqe& cqe) {
 
 void Connection::on_deferred() {
     if (state_ != State::open) return;
+    if (tls_pending_ && fail_ == Status::ok) {
+        begin_tls();
+        reoffer_ = true;
+    }
     if (fail_ != Status::ok) {
         close_now(fail_);
         return;
@@ -621,6 +851,7 @@ void Connection::on_deferred() {
 
 void Connection::close_after_flush() {
     if (closing_ || state_ != State::open) return;
+    if (tls_ != nullptr && fail_ == Status::ok) tls_->shutdown();  // close_notify.
     closing_ = true;
     // Held input stays until close_now(): the protocol may be reading one of these buffers
     // right now (close_after_flush from inside on_bytes).
@@ -650,6 +881,10 @@ void Connection::on_timer() {
     }
     ++driver_->stats_.timed_out;
     timeout_set_ = false;
+    if (proto_ == nullptr || (tls_ != nullptr && !tls_->established())) {
+        close_now(Status::timeout);  // The TLS handshake stalled.
+        return;
+    }
     {
         CallbackScope scope(in_callback_);
         proto_->on_timeout(*this);
@@ -660,6 +895,10 @@ void Connection::on_timer() {
 
 void Connection::drain() {
     if (state_ != State::open || closing_) return;
+    if (proto_ == nullptr) {
+        close_after_flush();  // Still in the implicit TLS handshake.
+        return;
+    }
     {
         CallbackScope scope(in_callback_);
         proto_->on_drain(*this);
@@ -677,9 +916,15 @@ void Connection::close_now(Status reason) {
     if (state_ != State::open) return;
     state_ = State::dying;
     driver_->reactor_.timer_cancel(*this);
-    proto_->on_close(reason);
-    proto_->~ProtocolSession();
-    proto_ = nullptr;
+    if (proto_ != nullptr) {
+        proto_->on_close(reason);
+        proto_->~ProtocolSession();
+        proto_ = nullptr;
+    }
+    tls_.reset();
+    tls_early_output_.clear();
+    tls_early_output_.shrink_to_fit();
+    tls_pending_ = false;
     release_buffers();
     if (ip_counted_) {
         driver_->ip_limiter_.release(ip_key_);
@@ -756,11 +1001,16 @@ SessionDriver::~SessionDriver() {
     if (chunks_ != nullptr) munmap(chunks_, chunks_mapped_bytes_);
 }
 
-Status SessionDriver::register_protocol(std::string_view kind, ProtocolFactory& factory) {
+Status SessionDriver::register_protocol(std::string_view kind, ProtocolFactory& factory,
+                                        bool implicit_tls) {
     RP_ASSERT(!started_);
     if (has_protocol(kind)) return Status::exists;
-    protocols_.push_back({std::string(kind), &factory});
+    protocols_.push_back({std::string(kind), &factory, implicit_tls});
     return Status::ok;
+}
+
+void SessionDriver::set_tls_context(std::shared_ptr<const tls::TlsContext> context) {
+    tls_context_ = std::move(context);
 }
 
 bool SessionDriver::has_protocol(std::string_view kind) const {
@@ -815,7 +1065,8 @@ Status SessionDriver::listen(int fd, std::string_view kind) {
     if (listeners_.size() >= limits::listeners_max) return Status::full;
     for (const Protocol& protocol : protocols_) {
         if (protocol.kind == kind) {
-            listeners_.push_back(std::make_unique<Listener>(*this, fd, *protocol.factory, kind));
+            listeners_.push_back(std::make_unique<Listener>(*this, fd, *protocol.factory, kind,
+                                                            protocol.implicit_tls));
             if (draining_) {
                 listeners_.back()->stop();
             } else {

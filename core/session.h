@@ -14,6 +14,11 @@
 //   session_output_chunks_max chunks it is closed); every session always has a timer armed
 //   (the protocol's state timeout, or the flush deadline once it is closing).
 // Errors: socket errors close the session with a Status passed to on_close().
+// TLS: a listener kind registered with implicit_tls runs the handshake first (the protocol
+//   is created and opened once it is done); any protocol may call start_tls() (STARTTLS,
+//   STLS). Either way the protocol only ever sees plaintext: the driver decrypts received
+//   records into the staging chunk and encrypts writes into the send queue (core/tls.h).
+//   A handshake has its own timeout (SessionDriverOptions::tls_handshake_timeout_ms).
 #pragma once
 
 #include <netinet/in.h>
@@ -33,6 +38,10 @@
 
 namespace rp {
 
+namespace tls {
+class TlsContext;
+}
+
 // Names a session across async work; stale once the session closes (generation changes).
 struct SessionHandle {
     std::uint32_t slot = 0xffffffffu;
@@ -47,6 +56,8 @@ struct SessionInfo {
     std::string_view listener_kind;   // As registered; borrowed for the call.
     SessionHandle handle;
     unsigned shard_index = 0;
+    bool tls_active = false;          // Implicit TLS: the handshake is done before on_open.
+    bool tls_available = false;       // start_tls() would work (a certificate is loaded).
 };
 
 // What a protocol may do to its connection. Implemented by the driver; a protocol unit test
@@ -75,6 +86,14 @@ public:
     virtual SessionHandle handle() const = 0;
     // Bytes queued and not yet sent (a protocol may stop producing output above a level).
     virtual std::size_t output_queued_bytes() const = 0;
+    // STARTTLS: once the current callback returns, every input byte received so far is
+    // DISCARDED (RFC 3207 5: nothing pipelined in plaintext may be executed), output written
+    // before the call goes out in plaintext, and a server handshake starts; reading resumes
+    // (a pause is lifted). on_tls_started() follows, or the session closes (Status::tls,
+    // Status::timeout). False (and nothing happens) without a certificate or when TLS is
+    // already active.
+    virtual bool start_tls() { return false; }
+    virtual bool tls_active() const { return false; }
 
 protected:
     ~SessionOutput() = default;
@@ -103,6 +122,9 @@ public:
     // bounded (past limits::session_output_chunks_max chunks the session closes), so large
     // replies must be streamed this way rather than written at once.
     virtual void on_output_drained(SessionOutput& /*out*/) {}
+    // The STARTTLS handshake finished: the protocol resets its state (RFC 3207 4.2) and
+    // sets its timeout (the driver armed the factory's open timeout).
+    virtual void on_tls_started(SessionOutput& /*out*/) {}
     // The shard is shutting down: finish what is in flight, or close now. Default: close.
     virtual void on_drain(SessionOutput& out) { out.close_after_flush(); }
     // The last call; the connection is gone. `reason` is ok for an orderly close.
@@ -146,6 +168,7 @@ struct SessionDriverOptions {
     unsigned chunk_count = 2048;        // Send-queue and staging chunks for the whole shard.
     unsigned connections_per_ip = 0;    // 0: no limit.
     unsigned shard_index = 0;
+    std::uint64_t tls_handshake_timeout_ms = 30'000;
 };
 
 struct SessionStats {
@@ -155,6 +178,8 @@ struct SessionStats {
     std::uint64_t timed_out = 0;
     std::uint64_t closed = 0;
     std::uint64_t recv_starved = 0;     // ENOBUFS: multishot recv ended for lack of buffers.
+    std::uint64_t tls_handshakes = 0;
+    std::uint64_t tls_failures = 0;     // Handshake or record errors (not timeouts).
 };
 
 class Connection;
@@ -167,8 +192,10 @@ public:
     SessionDriver(const SessionDriver&) = delete;
     SessionDriver& operator=(const SessionDriver&) = delete;
 
-    // Before start(). `factory` must outlive the driver.
-    [[nodiscard]] Status register_protocol(std::string_view kind, ProtocolFactory& factory);
+    // Before start(). `factory` must outlive the driver. `implicit_tls`: every connection
+    // starts with a TLS handshake (smtps, pop3s, imaps); needs a TLS context.
+    [[nodiscard]] Status register_protocol(std::string_view kind, ProtocolFactory& factory,
+                                           bool implicit_tls = false);
     bool has_protocol(std::string_view kind) const;
     // Allocates the pool (slot size: the largest registered session).
     [[nodiscard]] Status start();
@@ -188,6 +215,10 @@ public:
     unsigned sessions_max() const { return options_.sessions_max; }
     const SessionStats& stats() const { return stats_; }
     void set_connections_per_ip(unsigned limit) { options_.connections_per_ip = limit; }
+    // The certificates for new handshakes (start-up and SIGHUP); sessions keep the context
+    // they started with. Null: no TLS (start_tls() is refused, implicit TLS closes).
+    void set_tls_context(std::shared_ptr<const tls::TlsContext> context);
+    const std::shared_ptr<const tls::TlsContext>& tls_context() const { return tls_context_; }
 
     // TickHook: re-arms receives starved by ENOBUFS once buffers are back.
     void on_tick() override;
@@ -199,6 +230,7 @@ private:
     struct Protocol {
         std::string kind;
         ProtocolFactory* factory;
+        bool implicit_tls;
     };
     class Listener;
 
@@ -217,6 +249,7 @@ private:
     IpLimiter& ip_limiter_;
     SessionDriverOptions options_;
     std::vector<Protocol> protocols_;
+    std::shared_ptr<const tls::TlsContext> tls_context_;
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::unique_ptr<Connection[]> connections_;
     std::vector<std::uint32_t> free_slots_;

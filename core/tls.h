@@ -1,0 +1,141 @@
+// core/tls.h: TLS (wolfSSL) over memory I/O callbacks, for the session driver.
+//
+// Owns: TlsContext owns one WOLFSSL_CTX per certificate (the first is the default, the
+//   others are chosen by SNI); TlsStream owns one WOLFSSL object (one connection).
+// Core: a TlsContext is built once and then only read; each shard builds its own (no lock is
+//   shared between shards on a handshake) from the same TlsMaterial. A TlsStream is used by
+//   one core only. Sessions keep the context they started with alive (shared_ptr), so a
+//   reload (SIGHUP) swaps the context for new handshakes while open sessions go on.
+// I/O: wolfSSL never touches a socket. The driver hands it received ciphertext with
+//   set_input() before a call and reads input_consumed() after; ciphertext wolfSSL wants to
+//   send goes to a TlsSink (the session's send queue). wolfSSL keeps a partial record in its
+//   own input buffer, so every call may consume all the input it was given.
+// Errors: a handshake or record failure is Step::failed (the driver closes with
+//   Status::tls); a close_notify from the peer is Step::closed.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.h"
+
+struct WOLFSSL_CTX;
+struct WOLFSSL;
+
+namespace rp::tls {
+
+// One certificate chain and its private key, PEM text (read at start-up or on SIGHUP, never
+// on a core thread).
+struct TlsCertificate {
+    std::string cert_pem;                 // Leaf first, then intermediates.
+    std::string key_pem;
+    std::vector<std::string> server_names;  // SNI names (lowercase); empty for the default.
+};
+
+struct TlsMaterial {
+    std::vector<TlsCertificate> certificates;  // [0] is the default; must not be empty.
+    unsigned min_version = 12;                 // 12: TLS 1.2, 13: TLS 1.3.
+    std::string ciphers;                       // wolfSSL/OpenSSL cipher list; empty: default.
+    std::uint32_t ticket_lifetime_s = 7200;    // Session tickets (resumption); 0: none.
+};
+
+// Reads `cert_file` and `key_file` (blocking: start-up and reload only).
+[[nodiscard]] Result<TlsCertificate> certificate_load(const std::string& cert_file,
+                                                      const std::string& key_file,
+                                                      std::string* error);
+
+// Makes a self-signed ECDSA P-256 certificate for `hostname` and writes both files
+// (key mode 0600). Blocking: start-up only.
+[[nodiscard]] Status self_signed_make(const std::string& cert_file, const std::string& key_file,
+                                      const std::string& hostname, std::string* error);
+
+class TlsContext {
+public:
+    [[nodiscard]] static Result<std::shared_ptr<TlsContext>> create(const TlsMaterial& material,
+                                                                    std::string* error);
+    ~TlsContext();
+    TlsContext(const TlsContext&) = delete;
+    TlsContext& operator=(const TlsContext&) = delete;
+
+    WOLFSSL_CTX* native() const { return contexts_.front(); }
+    // The context for an SNI name, or the default.
+    WOLFSSL_CTX* for_name(std::string_view name) const;
+
+private:
+    TlsContext() = default;
+    std::vector<WOLFSSL_CTX*> contexts_;
+    std::vector<std::vector<std::string>> names_;  // Parallel to contexts_.
+};
+
+// Where a stream puts ciphertext to send.
+class TlsSink {
+public:
+    // Takes all of `bytes`, or returns false (the send queue is at its hard cap).
+    virtual bool tls_send(std::span<const std::byte> bytes) = 0;
+
+protected:
+    ~TlsSink() = default;
+};
+
+class TlsStream {
+public:
+    enum class Step : std::uint8_t {
+        done,        // Handshake finished / bytes produced.
+        want_input,  // Needs more ciphertext.
+        failed,      // Handshake or record error: close the connection.
+        closed,      // The peer sent close_notify.
+    };
+    struct ReadResult {
+        Step step;
+        std::size_t bytes;  // Plaintext written (step done).
+    };
+
+    // A server-side stream; null if wolfSSL could not allocate one.
+    static std::unique_ptr<TlsStream> server(const std::shared_ptr<const TlsContext>& context,
+                                             TlsSink& sink);
+    ~TlsStream();
+    TlsStream(const TlsStream&) = delete;
+    TlsStream& operator=(const TlsStream&) = delete;
+
+    // The ciphertext the next call may read; borrowed until that call returns.
+    void set_input(std::span<const std::byte> cipher) {
+        input_ = cipher;
+        input_consumed_ = 0;
+    }
+    std::size_t input_consumed() const { return input_consumed_; }
+
+    Step handshake();
+    bool established() const { return established_; }
+    // Decrypts into `plain` (not empty).
+    ReadResult read(std::span<std::byte> plain);
+    // Encrypts all of `plain` (one or more records) into the sink.
+    [[nodiscard]] Status write(std::span<const std::byte> plain);
+    // Queues close_notify (best effort).
+    void shutdown();
+
+    std::string_view version() const;
+    std::string_view cipher() const;
+    bool resumed() const;
+    // Why the last call failed (wolfSSL's text), for the log.
+    std::string last_error() const;
+
+private:
+    TlsStream() = default;
+    static int on_recv(WOLFSSL* ssl, char* buf, int bytes, void* self);
+    static int on_send(WOLFSSL* ssl, char* buf, int bytes, void* self);
+
+    std::shared_ptr<const TlsContext> context_;
+    WOLFSSL* ssl_ = nullptr;
+    TlsSink* sink_ = nullptr;
+    std::span<const std::byte> input_;
+    std::size_t input_consumed_ = 0;
+    int last_error_ = 0;
+    bool established_ = false;
+};
+
+}  // namespace rp::tls
