@@ -39,4 +39,26 @@ SmtpReplyParts smtp_close_reply_for(Status status) {
     }
 }
 
+std::string_view pop3_reply_for(Status status) {
+    RP_ASSERT(status != Status::ok);
+    switch (status) {
+        case Status::refused:
+        case Status::permission:
+        case Status::not_found:
+            return "[AUTH] Authentication failed";
+        case Status::busy:
+            return "[IN-USE] Mailbox in use by another session";
+        case Status::quarantined:
+            return "[SYS/PERM] Mailbox damaged, contact the administrator";
+        case Status::corrupt:
+            return "[SYS/PERM] Message damaged, contact the administrator";
+        case Status::cancelled:
+            return "[SYS/TEMP] Server shutting down";
+        case Status::full:
+            return "[SYS/TEMP] Too many connections, try again later";
+        default:
+            return "[SYS/TEMP] Temporary failure, try again later";
+    }
+}
+
 }  // namespace rp::protocols

@@ -25,4 +25,9 @@ std::string_view smtp_reply_for(Status status);
 // timeout -> 4.4.2 timeout exceeded, cancelled -> 4.3.2 shutting down, other -> 4.3.2.
 SmtpReplyParts smtp_close_reply_for(Status status);
 
+// POP3 (RFC 2449 8 response codes): the text after "-ERR " for a failed host operation or a
+// refusal: refused/permission/not_found -> [AUTH], busy -> [IN-USE], quarantined/corrupt ->
+// [SYS/PERM], anything else -> [SYS/TEMP]. `status` must not be ok.
+std::string_view pop3_reply_for(Status status);
+
 }  // namespace rp::protocols
