@@ -14,6 +14,7 @@ namespace {
 constexpr unsigned iov_per_write_max = IOV_MAX;
 constexpr std::uint64_t bytes_per_write_max = 1u << 30;
 const std::byte zeros[8] = {};
+constexpr std::uint32_t seal_bytes = record_bytes(8);
 }  // namespace
 
 SegmentFile::~SegmentFile() {
@@ -99,7 +100,8 @@ void Log::adopt(std::map<std::uint32_t, SegmentPin> segments, Lsn tail, std::uin
 
 std::uint32_t Log::chunk_bytes_max() const {
     // bounds: segment_bytes >= 1 MiB, far above the headers subtracted here.
-    const std::uint32_t room = options_.segment_bytes - segment_header_bytes - record_header_bytes - 8;
+    const std::uint32_t room =
+        options_.segment_bytes - segment_header_bytes - record_header_bytes - 8 - seal_bytes;
     return std::min(room, limits::body_chunk_bytes_max);
 }
 
@@ -115,7 +117,23 @@ Status Log::rotate() {
     const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
     if (fd < 0) return status_from_errno(errno);
     ++next_segment_id_;
-    if (tail_segment_ != 0) segments_[tail_segment_]->bytes = tail_offset_;
+    if (tail_segment_ != 0) {
+        // Seal the full segment: without this record at its end, recovery treats the segment's
+        // tail as lost and everything after it as never durable (a batch spanning a rotation
+        // may reach one file and not the other).
+        std::string payload;
+        encode(payload, IdOnly{id});
+        RecordHeader h;
+        h.type = static_cast<std::uint16_t>(RecordType::segment_seal);
+        h.payload_bytes = static_cast<std::uint32_t>(payload.size());
+        h.durable_hint = durable();
+        record_seal(h, as_bytes(payload));
+        stage_copy(&h, sizeof h);
+        stage_copy(payload.data(), payload.size());
+        stage_padding(h.payload_bytes);
+        RP_ASSERT(tail_offset_ <= options_.segment_bytes);
+        segments_[tail_segment_]->bytes = tail_offset_;
+    }
     segments_[id] = std::make_shared<SegmentFile>(id, fd);
     tail_segment_ = id;
     tail_offset_ = 0;
@@ -129,11 +147,13 @@ Status Log::reserve(std::uint32_t bytes) {
     if (tail_segment_ == 0) {
         if (Status s = rotate(); s != Status::ok) return s;
     }
+    // Room is kept for the seal record that ends every full segment.
     // bounds: tail_offset_ < segment_bytes < 2^32 - 1 and bytes <= 64 MiB + 56, in 64 bits.
-    if (std::uint64_t{tail_offset_} + bytes > options_.segment_bytes) {
+    const std::uint64_t need = std::uint64_t{bytes} + seal_bytes;
+    if (tail_offset_ + need > options_.segment_bytes) {
         if (tail_offset_ == segment_header_bytes) return Status::too_big;
         if (Status s = rotate(); s != Status::ok) return s;
-        if (std::uint64_t{tail_offset_} + bytes > options_.segment_bytes) return Status::too_big;
+        if (tail_offset_ + need > options_.segment_bytes) return Status::too_big;
     }
     return Status::ok;
 }

@@ -25,6 +25,7 @@ std::string_view record_type_name(RecordType type) {
         case RecordType::spool_remove: return "spool_remove";
         case RecordType::commit: return "commit";
         case RecordType::mailbox_repair: return "mailbox_repair";
+        case RecordType::segment_seal: return "segment_seal";
         case RecordType::snap_state: return "snap_state";
         case RecordType::snap_account: return "snap_account";
         case RecordType::snap_mailbox: return "snap_mailbox";
@@ -37,7 +38,7 @@ std::string_view record_type_name(RecordType type) {
 }
 
 bool record_type_known(std::uint16_t type) {
-    return (type >= 1 && type <= static_cast<std::uint16_t>(RecordType::mailbox_repair)) ||
+    return (type >= 1 && type <= static_cast<std::uint16_t>(RecordType::segment_seal)) ||
            (type >= 64 && type <= static_cast<std::uint16_t>(RecordType::snap_end));
 }
 

@@ -69,6 +69,8 @@ enum class RecordType : std::uint16_t {
     spool_remove,     // IdOnly (spool id)
     commit,           // Commit: ends a transaction.
     mailbox_repair,   // IdOnly (mailbox id): an operator accepted a quarantined mailbox.
+    segment_seal,     // IdOnly (next segment id): the last record of a full segment. Recovery
+                      // knows from it that the segment's tail is complete.
     // Snapshot-only records (index_snapshot.cc).
     snap_state = 64,
     snap_account,

@@ -154,7 +154,7 @@ struct MailStore::Recovery {
     void record(std::uint32_t seg, const ScanItem& item) {
         const auto type = static_cast<RecordType>(item.header.type);
         store.report_.bytes_replayed += item.next - item.offset;
-        if (type == RecordType::body_chunk) {
+        if (type == RecordType::body_chunk || type == RecordType::segment_seal) {
             ++store.report_.records_replayed;
             return;
         }
@@ -179,14 +179,26 @@ struct MailStore::Recovery {
     bool replay_segment(std::size_t i, std::uint32_t offset) {
         const std::uint32_t seg = segs[i].id;
         SegmentScanner scan(segs[i].span(), offset);
+        bool sealed = false;
         for (;;) {
             ScanItem item = scan.next();
             if (item.kind == ScanItem::Kind::end) {
                 // A last record may end inside its padding: the tail is the padded end.
                 tail = lsn_make(seg, align8(scan.position()));
+                if (sealed || i + 1 == segs.size()) return true;
+                // A full segment without its seal lost its tail: later segments hold nothing
+                // durable unless a later record proves it.
+                if (!proven_durable(i + 1, segment_header_bytes, tail)) {
+                    torn = true;
+                    torn_index = i;
+                    for (std::size_t j = i + 1; j < segs.size(); ++j) store.report_.torn_bytes += segs[j].bytes;
+                    return false;
+                }
+                damage(seg, scan.position(), Status::truncated, 0, "segment ends without its seal");
                 return true;
             }
             if (item.kind == ScanItem::Kind::record) {
+                sealed = item.header.type == static_cast<std::uint16_t>(RecordType::segment_seal);
                 record(seg, item);
                 continue;
             }
