@@ -58,6 +58,9 @@ public:
     void run() {
         const Settings& s = settings_;
         if (s.server.hostname.empty()) fail(0, "server.hostname", "must not be empty");
+        if (s.tls.min_version != "1.2" && s.tls.min_version != "1.3") {
+            fail(0, "tls.min_version", "must be \"1.2\" or \"1.3\"");
+        }
         if (s.server.data_dir.empty()) fail(0, "server.data_dir", "must not be empty");
         const char* const levels[] = {"debug", "info", "warn", "error"};
         bool level_ok = false;
@@ -125,7 +128,12 @@ private:
                 fail(user.line, "user.address",
                      user.address + ": its domain is not a [[domain]]");
             }
-            if (user.password.empty()) fail(user.line, "user.password", "must not be empty");
+            if (user.password.empty() && user.password_hash.empty()) {
+                fail(user.line, "user.password", "must not be empty (or set password_hash)");
+            }
+            if (!user.password_hash.empty() && user.password_hash.rfind("$argon2id$", 0) != 0) {
+                fail(user.line, "user.password_hash", "must be an argon2id hash ($argon2id$...)");
+            }
             if (!addresses.insert(user.address).second) {
                 fail(user.line, "user.address", user.address + " is listed twice");
             }

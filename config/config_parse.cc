@@ -271,6 +271,22 @@ void read_rest(Context& context, TableReader& root, Settings& s) {
         reader.string("cert_file", s.tls.cert_file);
         reader.string("key_file", s.tls.key_file);
         reader.boolean("self_signed", s.tls.self_signed);
+        reader.string("min_version", s.tls.min_version);
+        reader.string("ciphers", s.tls.ciphers);
+        reader.integer("handshake_timeout_ms", s.tls.handshake_timeout_ms, 1, ms_max);
+        reader.integer("ticket_lifetime_s", s.tls.ticket_lifetime_s, 0, 7 * 24 * 3600);
+        reader.finish();
+    }
+    if (const toml::table* table = root.table("auth")) {
+        TableReader reader(context, *table, "auth");
+        reader.string("accounts_file", s.auth.accounts_file);
+        reader.boolean("plaintext_loopback", s.auth.plaintext_loopback);
+        reader.integer("failures_max", s.auth.failures_max, 1, 1'000'000);
+        reader.integer("failure_window_s", s.auth.failure_window_s, 1, 7 * 24 * 3600);
+        reader.integer("failure_delay_ms", s.auth.failure_delay_ms, 0, 600'000);
+        reader.integer("failure_delay_max_ms", s.auth.failure_delay_max_ms, 0, 600'000);
+        reader.integer("hash_threads", s.auth.hash_threads, 1, 64);
+        reader.boolean("sender_login_match", s.auth.sender_login_match);
         reader.finish();
     }
     if (const toml::table* table = root.table("dns")) {
@@ -308,6 +324,7 @@ void read_rest(Context& context, TableReader& root, Settings& s) {
         user.line = line;
         reader.string("address", user.address);
         reader.string("password", user.password);
+        reader.string("password_hash", user.password_hash);
         reader.finish();
         s.users.push_back(std::move(user));
     });
@@ -326,6 +343,7 @@ void resolve_paths(Settings& s) {
     if (s.server.log_target != "stderr") s.server.log_target = absolute_path(s.server.log_target);
     s.tls.cert_file = absolute_path(s.tls.cert_file);
     s.tls.key_file = absolute_path(s.tls.key_file);
+    s.auth.accounts_file = absolute_path(s.auth.accounts_file);
 }
 
 }  // namespace

@@ -61,6 +61,18 @@ std::vector<std::pair<std::string, std::string>> settings_flatten(const Settings
     add("tls.cert_file", s.tls.cert_file);
     add("tls.key_file", s.tls.key_file);
     add("tls.self_signed", s.tls.self_signed ? "true" : "false");
+    add("tls.min_version", s.tls.min_version);
+    add("tls.ciphers", s.tls.ciphers);
+    add("tls.handshake_timeout_ms", num(s.tls.handshake_timeout_ms));
+    add("tls.ticket_lifetime_s", num(s.tls.ticket_lifetime_s));
+    add("auth.accounts_file", s.auth.accounts_file);
+    add("auth.plaintext_loopback", s.auth.plaintext_loopback ? "true" : "false");
+    add("auth.failures_max", num(s.auth.failures_max));
+    add("auth.failure_window_s", num(s.auth.failure_window_s));
+    add("auth.failure_delay_ms", num(s.auth.failure_delay_ms));
+    add("auth.failure_delay_max_ms", num(s.auth.failure_delay_max_ms));
+    add("auth.hash_threads", num(s.auth.hash_threads));
+    add("auth.sender_login_match", s.auth.sender_login_match ? "true" : "false");
     add("dns.resolvers", join(s.dns.resolvers));
     add("dns.timeout_ms", num(s.dns.timeout_ms));
     add("dns.attempts", num(s.dns.attempts));
@@ -91,7 +103,7 @@ bool settings_reloadable(const std::string& key) {
         "pop3.idle_timeout_ms", "imap.idle_timeout_ms",      "dns.resolvers",
         "dns.timeout_ms",       "dns.attempts",              "relay.retry_schedule_s",
         "relay.max_lifetime_s", "relay.connect_timeout_ms",  "domain",
-        "user",
+        "user",                 "tls.cert_file",             "tls.key_file",
     };
     for (const char* name : reloadable) {
         if (key == name) return true;

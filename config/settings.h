@@ -68,6 +68,21 @@ struct TlsSettings {
     std::string cert_file;                   // PEM; empty with self_signed: made at start.
     std::string key_file;
     bool self_signed = false;                // Make a self-signed pair if the files are absent.
+    std::string min_version = "1.2";         // "1.2" or "1.3".
+    std::string ciphers;                     // OpenSSL-style list for wolfSSL; empty: default.
+    std::uint64_t handshake_timeout_ms = 30'000;
+    std::uint64_t ticket_lifetime_s = 7200;  // Session tickets (resumption); 0: off.
+};
+
+struct AuthSettings {
+    std::string accounts_file;               // Empty: <data_dir>/accounts.
+    bool plaintext_loopback = false;         // Offer AUTH without TLS to 127.0.0.0/8 and ::1.
+    unsigned failures_max = 10;              // Failed AUTHs per client address per window.
+    std::uint64_t failure_window_s = 900;
+    std::uint64_t failure_delay_ms = 1000;   // First failure; doubles per failure.
+    std::uint64_t failure_delay_max_ms = 8000;
+    unsigned hash_threads = 2;               // Helper threads for password hashing.
+    bool sender_login_match = true;          // Submission: MAIL FROM must be the user (553).
 };
 
 struct DnsSettings {
@@ -93,7 +108,8 @@ struct DomainSettings {
 
 struct UserSettings {
     std::string address;                     // local@domain, domain must be a [[domain]].
-    std::string password;                    // Plaintext for now (demo); hashes come later.
+    std::string password;                    // Plaintext (demo); or password_hash.
+    std::string password_hash;               // "$argon2id$..." (ringpost user hash).
     std::uint32_t line = 0;
 };
 
@@ -105,6 +121,7 @@ struct Settings {
     MailboxProtocolSettings pop3{{}, 10 * 60'000};   // RFC 1939 3: at least 10 minutes.
     MailboxProtocolSettings imap{{}, 30 * 60'000};   // RFC 9051 5.4: at least 30 minutes.
     TlsSettings tls;
+    AuthSettings auth;
     DnsSettings dns;
     RelaySettings relay;
     std::vector<DomainSettings> domains;
