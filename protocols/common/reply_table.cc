@@ -61,4 +61,23 @@ std::string_view pop3_reply_for(Status status) {
     }
 }
 
+std::string_view imap_reply_for(Status status) {
+    RP_ASSERT(status != Status::ok);
+    switch (status) {
+        case Status::not_found: return "[NONEXISTENT] Mailbox does not exist";
+        case Status::exists: return "[ALREADYEXISTS] Mailbox already exists";
+        case Status::no_space: return "[OVERQUOTA] Insufficient storage";
+        case Status::too_big: return "[TOOBIG] Message too big";
+        case Status::refused:
+        case Status::permission: return "[NOPERM] Permission denied";
+        case Status::invalid: return "[CANNOT] Invalid name or argument";
+        case Status::busy: return "[INUSE] Mailbox in use, try again later";
+        case Status::quarantined:
+        case Status::corrupt: return "[CORRUPTION] Mailbox damaged, contact the administrator";
+        case Status::unsupported: return "[CANNOT] Operation not supported";
+        case Status::cancelled: return "[UNAVAILABLE] Server shutting down";
+        default: return "[UNAVAILABLE] Temporary failure, try again later";
+    }
+}
+
 }  // namespace rp::protocols

@@ -30,4 +30,8 @@ SmtpReplyParts smtp_close_reply_for(Status status);
 // [SYS/PERM], anything else -> [SYS/TEMP]. `status` must not be ok.
 std::string_view pop3_reply_for(Status status);
 
+// The text of a tagged IMAP "NO" for a failed host operation: a RFC 5530 response code and a
+// sentence, e.g. "[NONEXISTENT] Mailbox does not exist". `status` must not be ok.
+std::string_view imap_reply_for(Status status);
+
 }  // namespace rp::protocols
