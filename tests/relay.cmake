@@ -1,0 +1,10 @@
+# tests/relay.cmake: relay tests (protocols/dns, mx_resolver, smtp_client, dsn, relay_agent).
+rp_unit_test(dns_test
+  SOURCES unit/dns_codec_test.cc unit/dns_client_test.cc
+  LIBS rp_relay)
+target_include_directories(dns_test PRIVATE ${CMAKE_SOURCE_DIR})
+
+rp_fuzz_target(fuzz_dns_answer
+  SOURCES fuzz/fuzz_dns_answer.cc
+  LIBS rp_relay
+  CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/dns_answer)
