@@ -8,3 +8,12 @@ rp_fuzz_target(fuzz_dns_answer
   SOURCES fuzz/fuzz_dns_answer.cc
   LIBS rp_relay
   CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/dns_answer)
+
+rp_unit_test(smtp_client_test
+  SOURCES unit/smtp_client_test.cc unit/dsn_test.cc
+  LIBS rp_relay)
+
+rp_fuzz_target(fuzz_smtp_client
+  SOURCES fuzz/fuzz_smtp_client.cc
+  LIBS rp_relay
+  CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/smtp_client)

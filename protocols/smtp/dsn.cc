@@ -59,7 +59,7 @@ std::string dsn_status_of(std::string_view reply) {
                 if (rest[j] == '.') ++dots;
                 ++j;
             }
-            if (dots == 2 && digit(rest[j - 1])) return std::string(rest.substr(0, j));
+            if (dots == 2 && digit(rest[j - 1]) && (j == rest.size() || rest[j] == ' ')) return std::string(rest.substr(0, j));
         }
     }
     if (!reply.empty() && reply[0] == '4') return "4.0.0";

@@ -78,7 +78,7 @@ std::uint64_t SmtpClient::timeout_ms() const {
     return 0;
 }
 
-void SmtpClient::feed(std::span<const char> bytes) {
+void SmtpClient::feed(std::string_view bytes) {
     for (const char c : bytes) {
         if (state_ == State::closed) return;
         if (c != '\n') {

@@ -72,8 +72,7 @@ public:
     explicit SmtpClient(const SmtpClientConfig& config);
 
     // Bytes from the server; consumes all of them (partial lines are kept, bounded).
-    void feed(std::span<const char> bytes);
-    void feed(std::string_view bytes) { feed(std::span<const char>(bytes.data(), bytes.size())); }
+    void feed(std::string_view bytes);
     // Moves out what should be sent now.
     std::string take_output();
 
