@@ -22,7 +22,9 @@
 #include "core/echo_protocol.h"
 #include "core/log.h"
 #include "core/shard.h"
+#include "protocols/common/mail_access.h"
 #include "protocols/common/shard_mail.h"
+#include "protocols/pop3/pop3_session.h"
 #include "protocols/smtp/routing.h"
 #include "protocols/smtp/smtp_session.h"
 
@@ -54,6 +56,9 @@ public:
     std::vector<std::unique_ptr<rp::smtp::SmtpFactory>> smtp;
     // Destroyed first (members go in reverse order): the factories above refer to it.
     std::unique_ptr<rp::mail::ShardMail> mail;
+    // Destroyed before `mail`, which it observes; the POP3 factories go before it.
+    std::unique_ptr<rp::mail::MailAccess> access;
+    std::vector<std::unique_ptr<rp::pop3::Pop3Factory>> pop3;
 };
 
 // What every shard shares, read-only once the shards run.
@@ -61,11 +66,14 @@ struct Shared {
     std::shared_ptr<const Settings> settings;
     std::shared_ptr<const rp::smtp::Directory> directory;
     std::unique_ptr<rp::mail::MailCluster> cluster;
+    std::unique_ptr<rp::mail::AccessCluster> access_cluster;
 };
 
 // The listener kinds this build serves. Others in the config (submission and smtps need the
 // TLS/auth work, pop3/imap the mail-access work) are reported at start and not bound.
-bool served_kind(std::string_view kind) { return kind == "mx" || kind == "test-echo"; }
+bool served_kind(std::string_view kind) {
+    return kind == "mx" || kind == "test-echo" || kind == "pop3";
+}
 
 bool add_listeners(const std::vector<rp::config::ListenerSettings>& list,
                    rp::EngineOptions& options, std::string* error) {
@@ -142,6 +150,14 @@ Status shard_setup(rp::Shard& shard, Shared& shared) {
         return mail.status();
     }
     local->mail = std::move(mail.value());
+    local->access = std::make_unique<rp::mail::MailAccess>(*local->mail, *shared.access_cluster);
+    for (const auto& listener : settings->pop3.listeners) {
+        if (listener.kind != "pop3" || !local->pop3.empty()) continue;
+        local->pop3.push_back(std::make_unique<rp::pop3::Pop3Factory>(
+            *local->access, shard.sessions(), *settings, listener.kind));
+        Status status = shard.sessions().register_protocol(listener.kind, *local->pop3.back());
+        if (status != Status::ok) return status;
+    }
     bool mx_registered = false;
     for (const auto& listener : settings->smtp.listeners) {
         if (listener.kind != "mx" || mx_registered) continue;
@@ -244,6 +260,7 @@ int main(int argc, char** argv) {
     shared.settings = settings;
     shared.directory = std::make_shared<const rp::smtp::Directory>(std::move(directory.value()));
     shared.cluster = std::make_unique<rp::mail::MailCluster>(shard_count);
+    shared.access_cluster = std::make_unique<rp::mail::AccessCluster>(shard_count);
     auto engine = rp::Engine::create(
         options, [&shared](rp::Shard& shard) { return shard_setup(shard, shared); }, &error);
     if (!engine) {

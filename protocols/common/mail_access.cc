@@ -1,0 +1,654 @@
+// protocols/common/mail_access.cc: see mail_access.h.
+#include "protocols/common/mail_access.h"
+
+#include <algorithm>
+
+#include "core/log.h"
+
+namespace rp::mail {
+
+namespace {
+
+constexpr std::uint32_t cross_request = 1;  // Client shard -> owner: run a request.
+constexpr std::uint32_t cross_reply = 2;    // Owner -> client shard: the reply.
+constexpr std::uint32_t cross_event = 3;    // Owner -> watcher's shard: a MailboxEvent.
+
+bool mutation(AccessOp op) {
+    switch (op) {
+        case AccessOp::flags_set:
+        case AccessOp::expunge:
+        case AccessOp::append:
+        case AccessOp::copy:
+        case AccessOp::move:
+        case AccessOp::create:
+        case AccessOp::rename:
+        case AccessOp::remove:
+            return true;
+        default:
+            return false;
+    }
+}
+
+}  // namespace
+
+// One request and, later, its reply. Travels by pointer; whoever holds it owns it. While the
+// owner's store makes a mutation durable, the store's waiter list holds it.
+struct AccessJob final : storage::DurableDone {
+    AccessCluster* cluster = nullptr;
+    AccessRequest request;
+    AccessReply reply;
+    unsigned origin = 0;             // The client's shard.
+    unsigned owner = 0;              // Where the request runs.
+    std::uint64_t client = 0;        // 0: no reply wanted (unlock, unwatch).
+    std::uint64_t tag = 0;
+    std::uint64_t token = 0;         // open: the lock granted; unlock: the lock to release.
+    std::uint64_t mailbox_id = 0;    // open, unlock, unwatch.
+    bool replied = false;            // Executed: now travelling home.
+    MailAccess* executor = nullptr;  // While waiting for durability.
+
+    void durable(Status status) override {
+        std::unique_ptr<AccessJob> self(this);
+        executor->after_durable(std::move(self), status);
+    }
+};
+
+struct EventJob {
+    AccessCluster* cluster = nullptr;
+    std::uint64_t client = 0;
+    MailboxEvent event;
+};
+
+// ---- AccessClient ----
+
+AccessClient::AccessClient(MailAccess& access, AccessHandler& handler)
+    : access_(access), handler_(handler) {
+    id_ = access_.client_add(*this);
+}
+
+AccessClient::~AccessClient() {
+    for (const Held& h : locks_) {
+        access_.release(h.owner, AccessOp::unlock, h.mailbox_id, h.token, id_);
+    }
+    for (const Held& h : watches_) {
+        access_.release(h.owner, AccessOp::unwatch, h.mailbox_id, 0, id_);
+    }
+    access_.client_remove(*this);
+}
+
+Status AccessClient::submit(AccessRequest request, std::uint64_t tag) {
+    return access_.submit(*this, std::move(request), tag);
+}
+
+void AccessClient::unlock(std::uint64_t mailbox_id) {
+    for (std::size_t i = 0; i < locks_.size(); ++i) {
+        if (locks_[i].mailbox_id != mailbox_id) continue;
+        access_.release(locks_[i].owner, AccessOp::unlock, mailbox_id, locks_[i].token, id_);
+        locks_.erase(locks_.begin() + static_cast<std::ptrdiff_t>(i));
+        return;
+    }
+}
+
+// ---- MailAccess: the client side ----
+
+MailAccess::MailAccess(ShardMail& mail, AccessCluster& cluster) : mail_(mail), cluster_(cluster) {
+    RP_ASSERT(cluster.shard_count() == mail.shard().shard_count());
+    cluster_.set(shard_index(), this);
+    mail_.set_observer(this);
+    mail_.shard().reactor().add_tick(*this);
+}
+
+MailAccess::~MailAccess() {
+    mail_.shard().reactor().remove_tick(*this);
+    mail_.set_observer(nullptr);
+    cluster_.set(shard_index(), nullptr);
+    // Messages still queued for other shards are dropped with their shard; clients are gone.
+    for (CrossMessage& m : backlog_) {
+        if (m.kind == cross_event) {
+            delete static_cast<EventJob*>(m.pointer);
+        } else {
+            delete static_cast<AccessJob*>(m.pointer);
+        }
+    }
+}
+
+std::size_t MailAccess::watchers() const {
+    std::size_t count = 0;
+    for (const auto& [id, list] : watchers_) count += list.size();
+    return count;
+}
+
+std::uint64_t MailAccess::client_add(AccessClient& client) {
+    const std::uint64_t id = next_client_id_++;
+    clients_.emplace(id, &client);
+    return id;
+}
+
+void MailAccess::client_remove(AccessClient& client) {
+    const std::size_t erased = clients_.erase(client.id_);
+    RP_ASSERT(erased == 1);
+}
+
+Status MailAccess::submit(AccessClient& client, AccessRequest request, std::uint64_t tag) {
+    RP_ASSERT(request.op != AccessOp::unlock);
+    RP_ASSERT(request.op != AccessOp::unwatch);
+    if (client.in_flight_ >= access_in_flight_max) return Status::full;
+    unsigned owner = 0;
+    if (request.op == AccessOp::body_open) {
+        if (request.body.empty() || request.body.shard >= cluster_.shard_count()) {
+            return Status::invalid;
+        }
+        owner = request.body.shard;
+    } else {
+        const smtp::Account* account = mail_.directory().find_account(request.account);
+        if (account == nullptr) return Status::not_found;
+        request.account = account->address;
+        owner = account->owner_shard;
+    }
+    auto job = std::make_unique<AccessJob>();
+    job->cluster = &cluster_;
+    job->request = std::move(request);
+    job->origin = shard_index();
+    job->owner = owner;
+    job->client = client.id_;
+    job->tag = tag;
+    ++client.in_flight_;
+    if (owner == shard_index()) {
+        ++stats_.requests_local;
+        local_jobs_.push_back(std::move(job));
+        mail_.shard().reactor().defer(*this);
+    } else {
+        ++stats_.requests_remote;
+        route(owner, cross_request, job.release());
+    }
+    return Status::ok;
+}
+
+void MailAccess::release(unsigned owner, AccessOp op, std::uint64_t mailbox_id,
+                         std::uint64_t token, std::uint64_t client) {
+    RP_ASSERT(op == AccessOp::unlock || op == AccessOp::unwatch);
+    auto job = std::make_unique<AccessJob>();
+    job->cluster = &cluster_;
+    job->request.op = op;
+    job->origin = shard_index();
+    job->owner = owner;
+    job->client = client;
+    job->token = token;
+    job->mailbox_id = mailbox_id;
+    if (owner == shard_index()) {
+        execute_release(*job);  // No reply: nothing re-enters the caller.
+        return;
+    }
+    route(owner, cross_request, job.release());
+}
+
+void MailAccess::route(unsigned to, std::uint32_t kind, void* pointer) {
+    RP_ASSERT(to != shard_index());
+    CrossMessage message;
+    message.handler = &MailAccess::on_cross;
+    message.kind = kind;
+    message.pointer = pointer;
+    message.args[0] = reinterpret_cast<std::uintptr_t>(&cluster_);
+    message.args[1] = to;
+    if (backlog_.empty() && mail_.shard().post(to, message) == Status::ok) return;
+    ++stats_.post_retries;
+    backlog_.push_back(message);  // Order kept: later posts wait behind this one.
+}
+
+void MailAccess::on_tick() {
+    while (!backlog_.empty()) {
+        const CrossMessage& next = backlog_.front();
+        if (mail_.shard().post(static_cast<unsigned>(next.args[1]), next) != Status::ok) break;
+        backlog_.pop_front();
+    }
+}
+
+void MailAccess::on_cross(Shard& to, const CrossMessage& message) {
+    auto* cluster = reinterpret_cast<AccessCluster*>(static_cast<std::uintptr_t>(message.args[0]));
+    MailAccess* self = cluster->get(to.index());
+    if (message.kind == cross_event) {
+        std::unique_ptr<EventJob> event(static_cast<EventJob*>(message.pointer));
+        if (self != nullptr) self->event_arrived(std::move(event));
+        return;
+    }
+    std::unique_ptr<AccessJob> job(static_cast<AccessJob*>(message.pointer));
+    if (self == nullptr) return;  // This shard is shutting down.
+    if (message.kind == cross_request) {
+        self->execute(std::move(job));
+    } else {
+        self->reply_arrived(std::move(job));
+    }
+}
+
+void MailAccess::on_deferred() {
+    // Only what is queued now: work queued meanwhile runs in the next round.
+    std::size_t jobs = local_jobs_.size();
+    std::size_t events = local_events_.size();
+    while (jobs-- > 0) {
+        std::unique_ptr<AccessJob> job = std::move(local_jobs_.front());
+        local_jobs_.pop_front();
+        if (job->replied) {
+            reply_arrived(std::move(job));
+        } else {
+            execute(std::move(job));
+        }
+    }
+    while (events-- > 0) {
+        std::unique_ptr<EventJob> event = std::move(local_events_.front());
+        local_events_.pop_front();
+        event_arrived(std::move(event));
+    }
+    if (!local_jobs_.empty() || !local_events_.empty()) mail_.shard().reactor().defer(*this);
+}
+
+void MailAccess::reply_arrived(std::unique_ptr<AccessJob> job) {
+    RP_ASSERT(job->replied);
+    RP_ASSERT(job->origin == shard_index());
+    auto it = clients_.find(job->client);
+    const bool granted = job->request.op == AccessOp::open && job->reply.status == Status::ok;
+    if (it == clients_.end()) {
+        // The session closed meanwhile: give back what the reply granted it.
+        ++stats_.replies_orphaned;
+        if (granted && job->token != 0) {
+            release(job->owner, AccessOp::unlock, job->mailbox_id, job->token, job->client);
+        }
+        if (granted && job->request.watch) {
+            release(job->owner, AccessOp::unwatch, job->mailbox_id, 0, job->client);
+        }
+        return;
+    }
+    AccessClient& client = *it->second;
+    RP_ASSERT(client.in_flight_ > 0);
+    --client.in_flight_;
+    if (granted && job->token != 0) {
+        client.locks_.push_back({job->owner, job->mailbox_id, job->token});
+    }
+    if (granted && job->request.watch) {
+        client.watches_.push_back({job->owner, job->mailbox_id, 0});
+    }
+    client.handler_.access_done(job->tag, job->request.op, job->reply);
+}
+
+void MailAccess::event_arrived(std::unique_ptr<EventJob> event) {
+    auto it = clients_.find(event->client);
+    if (it == clients_.end()) return;  // Closed; its unwatch is on the way.
+    it->second->handler_.mailbox_changed(event->event);
+}
+
+// ---- MailAccess: the owner side ----
+
+std::uint64_t MailAccess::mailbox_id(std::string_view account, std::string_view mailbox) const {
+    const storage::MailboxIndex& index = mail_.store().index();
+    const storage::Account* a = index.account(account);
+    if (a == nullptr) return 0;
+    auto it = a->mailboxes.find(std::string(mailbox));
+    return it == a->mailboxes.end() ? 0 : it->second;
+}
+
+void MailAccess::execute(std::unique_ptr<AccessJob> job) {
+    RP_ASSERT(job->owner == shard_index());
+    RP_ASSERT(!job->replied);
+    storage::MailStore& store = mail_.store();
+    AccessRequest& r = job->request;
+    AccessReply& reply = job->reply;
+    switch (r.op) {
+        case AccessOp::unlock:
+        case AccessOp::unwatch:
+            execute_release(*job);
+            return;  // No reply.
+        case AccessOp::open:
+            execute_open(*job);
+            break;
+        case AccessOp::status: {
+            auto info = store.mailbox_status(r.account, r.mailbox);
+            reply.status = info.status();
+            if (info) reply.info = std::move(info.value());
+            break;
+        }
+        case AccessOp::list: {
+            auto list = store.mailbox_list(r.account);
+            reply.status = list.status();
+            if (list) reply.mailboxes = std::move(list.value());
+            break;
+        }
+        case AccessOp::body_open: {
+            auto body = store.body_open(r.body);
+            reply.status = body.status();
+            if (body) reply.body = std::move(body.value());
+            break;
+        }
+        default: {
+            RP_ASSERT(mutation(r.op));
+            job->executor = this;
+            AccessJob* raw = job.release();
+            if (execute_mutation(*raw)) return;  // The store owns it until durable().
+            job.reset(raw);
+            break;
+        }
+    }
+    finished(std::move(job));
+}
+
+void MailAccess::execute_open(AccessJob& job) {
+    storage::MailStore& store = mail_.store();
+    const AccessRequest& r = job.request;
+    auto info = store.mailbox_status(r.account, r.mailbox);
+    if (!info) {
+        job.reply.status = info.status();
+        return;
+    }
+    if (info->quarantined) {
+        job.reply.status = Status::quarantined;
+        return;
+    }
+    const std::uint64_t id = info->id;
+    if (r.exclusive && locks_.contains(id)) {
+        job.reply.status = Status::busy;
+        return;
+    }
+    auto it = watchers_.find(id);
+    if (r.watch && it != watchers_.end() && it->second.size() >= watchers_per_mailbox_max) {
+        job.reply.status = Status::full;
+        return;
+    }
+    auto messages = store.messages(r.account, r.mailbox);
+    if (!messages) {
+        job.reply.status = messages.status();
+        return;
+    }
+    MailboxSnapshot& snap = job.reply.snapshot;
+    snap.mailbox_id = id;
+    snap.uidvalidity = info->uidvalidity;
+    snap.uidnext = info->uidnext;
+    snap.highest_modseq = info->highest_modseq;
+    snap.messages.reserve(messages->size());
+    for (const storage::Message& m : *messages) {
+        snap.messages.push_back({m.uid, m.flags, m.size, m.internal_date, m.modseq, m.body});
+    }
+    job.mailbox_id = id;
+    if (r.exclusive) {
+        job.token = next_token_++;
+        locks_.emplace(id, Lock{job.token, job.origin, job.client});
+    }
+    if (r.watch) watchers_[id].push_back({job.origin, job.client});
+    job.reply.status = Status::ok;
+}
+
+void MailAccess::execute_release(AccessJob& job) {
+    RP_ASSERT(job.owner == shard_index());
+    if (job.request.op == AccessOp::unlock) {
+        auto it = locks_.find(job.mailbox_id);
+        if (it != locks_.end() && it->second.token == job.token) locks_.erase(it);
+        return;
+    }
+    auto it = watchers_.find(job.mailbox_id);
+    if (it == watchers_.end()) return;
+    std::vector<Watcher>& list = it->second;
+    for (std::size_t i = 0; i < list.size(); ++i) {
+        if (list[i].shard == job.origin && list[i].client == job.client) {
+            list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
+            break;
+        }
+    }
+    if (list.empty()) watchers_.erase(it);
+}
+
+bool MailAccess::execute_mutation(AccessJob& job) {
+    storage::MailStore& store = mail_.store();
+    const AccessRequest& r = job.request;
+    AccessReply& reply = job.reply;
+    if (Status s = store.failed(); s != Status::ok) {
+        reply.status = s;
+        return false;
+    }
+    if (r.op == AccessOp::expunge || r.op == AccessOp::move) {
+        // The event names only UIDs that existed.
+        std::vector<std::uint32_t> present;
+        for (std::uint32_t uid : r.uids) {
+            if (store.message(r.account, r.mailbox, uid)) present.push_back(uid);
+        }
+        job.request.uids = std::move(present);
+    }
+    store.txn_begin();
+    Status status = Status::ok;
+    switch (r.op) {
+        case AccessOp::flags_set: {
+            auto m = store.flags_set(r.account, r.mailbox, r.uids, r.mode, r.flags, r.keywords);
+            status = m.status();
+            if (m) reply.modseq = *m;
+            break;
+        }
+        case AccessOp::expunge: {
+            auto m = store.expunge(r.account, r.mailbox, r.uids);
+            status = m.status();
+            if (m) reply.modseq = *m;
+            break;
+        }
+        case AccessOp::append: {
+            const std::span<const std::byte> bytes(
+                reinterpret_cast<const std::byte*>(r.bytes.data()), r.bytes.size());
+            auto body = store.body_put(bytes);
+            status = body.status();
+            if (!body) break;
+            storage::MailStore::AppendArgs args;
+            args.body = *body;
+            args.size = r.bytes.size();
+            args.flags = r.flags;
+            args.keywords = r.keywords;
+            args.internal_date = r.internal_date != 0
+                                     ? r.internal_date
+                                     : mail_.shard().reactor().clock().wall_seconds();
+            auto uid = store.message_append(r.account, r.mailbox, args);
+            status = uid.status();
+            if (uid) reply.uid = *uid;
+            break;
+        }
+        case AccessOp::copy:
+        case AccessOp::move: {
+            auto map = r.op == AccessOp::copy
+                           ? store.message_copy(r.account, r.mailbox, r.uids, r.target)
+                           : store.message_move(r.account, r.mailbox, r.uids, r.target);
+            status = map.status();
+            if (map) reply.uid_map = std::move(map.value());
+            break;
+        }
+        case AccessOp::create: {
+            auto id = store.mailbox_create(r.account, r.mailbox, r.special_use);
+            status = id.status();
+            break;
+        }
+        case AccessOp::rename:
+            status = store.mailbox_rename(r.account, r.mailbox, r.target);
+            break;
+        case AccessOp::remove:
+            status = store.mailbox_delete(r.account, r.mailbox);
+            break;
+        default:
+            RP_ASSERT(false);
+    }
+    if (r.op == AccessOp::append && status == Status::ok) {
+        auto info = store.mailbox_status(r.account, r.mailbox);
+        if (info) reply.uidvalidity = info->uidvalidity;
+    } else if ((r.op == AccessOp::copy || r.op == AccessOp::move) && status == Status::ok) {
+        auto info = store.mailbox_status(r.account, r.target);
+        if (info) reply.uidvalidity = info->uidvalidity;
+    }
+    if (status != Status::ok) {
+        // Operations that succeeded inside the transaction are kept (none did here but the
+        // body of a failed append, which GC collects).
+        if (store.in_txn()) (void)store.txn_commit(nullptr);
+        reply.status = status;
+        return false;
+    }
+    auto lsn = store.txn_commit(&job);
+    if (!lsn) {
+        reply.status = lsn.status();
+        return false;
+    }
+    // A commit that wrote nothing is durable with the previous one: the store runs `done`
+    // only while that one is pending.
+    if (store.is_durable(*lsn)) {
+        reply.status = Status::ok;
+        return false;
+    }
+    return true;
+}
+
+void MailAccess::after_durable(std::unique_ptr<AccessJob> job, Status status) {
+    job->reply.status = status;
+    job->executor = nullptr;
+    if (status == Status::ok) {
+        const AccessRequest& r = job->request;
+        MailboxEvent event;
+        event.account = r.account;
+        event.mailbox = r.mailbox;
+        event.mailbox_id = mailbox_id(r.account, r.mailbox);
+        switch (r.op) {
+            case AccessOp::flags_set:
+                event.kind = MailboxEvent::Kind::flags;
+                event.uids = r.uids;
+                event.modseq = job->reply.modseq;
+                notify(std::move(event));
+                break;
+            case AccessOp::expunge:
+            case AccessOp::move:
+                if (!r.uids.empty()) {
+                    event.kind = MailboxEvent::Kind::expunge;
+                    event.uids = r.uids;
+                    event.modseq = job->reply.modseq;
+                    notify(std::move(event));
+                }
+                if (r.op == AccessOp::move) notify_exists(r.account, r.target);
+                break;
+            case AccessOp::append:
+                notify_exists(r.account, r.mailbox);
+                break;
+            case AccessOp::copy:
+                notify_exists(r.account, r.target);
+                break;
+            default:
+                break;
+        }
+    }
+    finished(std::move(job));
+}
+
+void MailAccess::finished(std::unique_ptr<AccessJob> job) {
+    job->replied = true;
+    if (job->origin == shard_index()) {
+        local_jobs_.push_back(std::move(job));
+        mail_.shard().reactor().defer(*this);
+        return;
+    }
+    const unsigned origin = job->origin;
+    route(origin, cross_reply, job.release());
+}
+
+void MailAccess::delivered(const std::string& account, std::string_view mailbox) {
+    notify_exists(account, mailbox);
+}
+
+void MailAccess::notify_exists(std::string_view account, std::string_view mailbox) {
+    const std::uint64_t id = mailbox_id(account, mailbox);
+    if (id == 0 || !watchers_.contains(id)) return;
+    auto info = mail_.store().mailbox_status(account, mailbox);
+    if (!info) return;
+    MailboxEvent event;
+    event.kind = MailboxEvent::Kind::exists;
+    event.mailbox_id = id;
+    event.account = std::string(account);
+    event.mailbox = std::string(mailbox);
+    event.uidnext = info->uidnext;
+    event.message_count = info->message_count;
+    event.modseq = info->highest_modseq;
+    notify(std::move(event));
+}
+
+void MailAccess::notify(MailboxEvent event) {
+    auto it = watchers_.find(event.mailbox_id);
+    if (it == watchers_.end()) return;
+    for (const Watcher& w : it->second) {
+        auto job = std::make_unique<EventJob>();
+        job->cluster = &cluster_;
+        job->client = w.client;
+        job->event = event;
+        ++stats_.events_sent;
+        if (w.shard == shard_index()) {
+            local_events_.push_back(std::move(job));
+            mail_.shard().reactor().defer(*this);
+        } else {
+            route(w.shard, cross_event, job.release());
+        }
+    }
+}
+
+// ---- BodyReader ----
+
+BodyReader::BodyReader(Io& io, storage::BodyHandle handle, BodyReaderDone& done)
+    : io_(io), handle_(std::move(handle)), done_(&done) {}
+
+BodyReader* BodyReader::start(Io& io, storage::BodyHandle handle, BodyReaderDone& done) {
+    RP_ASSERT(!handle.pieces.empty());
+    auto* reader = new BodyReader(io, std::move(handle), done);
+    reader->next();
+    return reader;
+}
+
+void BodyReader::next() {
+    RP_ASSERT(!reading_);
+    RP_ASSERT(!cancelled_);
+    RP_ASSERT(piece_index_ < handle_.pieces.size());
+    const storage::Extent& extent = handle_.pieces[piece_index_].extent;
+    record_.resize(storage::record_bytes(extent.bytes));
+    record_filled_ = 0;
+    reading_ = true;
+    read_more();
+}
+
+void BodyReader::read_more() {
+    const storage::Extent& extent = handle_.pieces[piece_index_].extent;
+    // bounds: record_filled_ < record_.size() <= record_bytes(chunk max), well below 2^32.
+    const auto left = static_cast<std::uint32_t>(record_.size() - record_filled_);
+    io_.read(handle_.pieces[piece_index_].fd(), record_.data() + record_filled_, left,
+             std::uint64_t{extent.offset} + record_filled_, *this);
+}
+
+void BodyReader::io_done(Status status, std::uint32_t bytes) {
+    RP_ASSERT(reading_);
+    if (cancelled_) {
+        delete this;
+        return;
+    }
+    if (status == Status::ok && bytes == 0) status = Status::truncated;  // EOF inside a record.
+    if (status != Status::ok) {
+        reading_ = false;
+        done_->body_piece(status, {}, true);
+        return;
+    }
+    record_filled_ += bytes;
+    if (record_filled_ < record_.size()) {
+        read_more();
+        return;
+    }
+    reading_ = false;
+    const storage::Extent& extent = handle_.pieces[piece_index_].extent;
+    auto payload = storage::extent_verify(extent, record_);
+    if (!payload) {
+        log::error("body {}:{}: chunk in segment {} at offset {} fails its checksum",
+                   handle_.ref.shard, handle_.ref.id, extent.segment_id, extent.offset);
+        done_->body_piece(payload.status(), {}, true);
+        return;
+    }
+    ++piece_index_;
+    done_->body_piece(Status::ok, *payload, piece_index_ == handle_.pieces.size());
+}
+
+void BodyReader::cancel() {
+    RP_ASSERT(!cancelled_);
+    if (reading_) {
+        cancelled_ = true;  // The kernel still owns record_: free it at the completion.
+        return;
+    }
+    delete this;
+}
+
+}  // namespace rp::mail

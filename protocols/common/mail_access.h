@@ -1,0 +1,303 @@
+// protocols/common/mail_access.h: how POP3 and IMAP sessions read and change mailboxes.
+//
+// Owns: MailAccess (one per shard) owns the mailbox locks and the change watchers of the
+//   mailboxes its shard owns, the table of its sessions' AccessClients, and the cross-shard
+//   backlog (posts that met a full queue; retried every tick). Requests travel as heap
+//   AccessJobs: whoever holds the pointer owns the job.
+// Core: a session stays on the shard that accepted it. A mailbox belongs to the shard that
+//   owns its account (Directory::find_account(addr)->owner_shard); a body belongs to the shard
+//   named by BodyRef.shard (maybe a third one). Every request goes to the shard that owns
+//   what it touches: a cross-core message (Shard::post) when that is another shard, a
+//   Reactor::defer when it is this one, so callers have one code path: the reply ALWAYS
+//   arrives later, on the client's shard, through AccessHandler::access_done().
+// Durability: flags_set, expunge, append, copy, move, create, rename and remove reply only
+//   once the store made the change durable (DurableDone after the group commit).
+// Locks: open with `exclusive` takes the mailbox's lock on its owner (POP3: one session per
+//   maildrop); a second exclusive open gets Status::busy. The lock is released by the
+//   client's destructor (or by an open reply that finds its client gone).
+// Watchers: open with `watch` registers the client on the owner; after every durable change
+//   (appends by SMTP delivery, append/copy/move/expunge/flags by any session) the owner posts
+//   a MailboxEvent to each watcher (IMAP EXISTS/EXPUNGE/FETCH FLAGS and IDLE).
+// Bounds: at most access_in_flight_max requests per client (Status::full beyond);
+//   watchers_per_mailbox_max watchers per mailbox (Status::full beyond).
+// Errors: account or mailbox unknown -> not_found; locked -> busy; store errors as returned
+//   by the store (quarantined, no_space, io, ...).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/shard.h"
+#include "protocols/common/shard_mail.h"
+#include "storage/mail_store.h"
+
+namespace rp::mail {
+
+inline constexpr unsigned access_in_flight_max = 16;      // Requests per client.
+inline constexpr unsigned watchers_per_mailbox_max = 4096;
+inline constexpr unsigned locks_per_client_max = 64;      // Exclusive opens held at once.
+inline constexpr unsigned watches_per_client_max = 64;
+
+class MailAccess;
+
+// The MailAccess of every shard; each slot is written by its own shard at set-up.
+class AccessCluster {
+public:
+    explicit AccessCluster(unsigned shard_count) : slots_(shard_count) {}
+    void set(unsigned shard, MailAccess* access) {
+        slots_[shard].store(access, std::memory_order_release);
+    }
+    MailAccess* get(unsigned shard) const { return slots_[shard].load(std::memory_order_acquire); }
+    unsigned shard_count() const { return static_cast<unsigned>(slots_.size()); }
+
+private:
+    std::vector<std::atomic<MailAccess*>> slots_;
+};
+
+enum class AccessOp : std::uint8_t {
+    open,       // Snapshot of a mailbox (+ lock with exclusive, + watch with watch).
+    status,     // MailboxInfo of one mailbox.
+    body_open,  // Pin a body for reading (runs on the shard in body.shard).
+    flags_set,
+    expunge,
+    append,     // `bytes` become a new body in the owner's store, then a message.
+    copy,
+    move,
+    list,       // Every mailbox of the account.
+    create,
+    rename,     // mailbox -> target
+    remove,     // Delete a mailbox.
+    unlock,     // Fire and forget (no reply).
+    unwatch,    // Fire and forget (no reply).
+};
+
+struct MessageEntry {
+    std::uint32_t uid = 0;
+    std::uint32_t flags = 0;
+    std::uint64_t size = 0;
+    std::int64_t internal_date = 0;
+    std::uint64_t modseq = 0;
+    storage::BodyRef body;
+};
+
+struct MailboxSnapshot {
+    std::uint64_t mailbox_id = 0;
+    std::uint32_t uidvalidity = 0;
+    std::uint32_t uidnext = 0;
+    std::uint64_t highest_modseq = 0;
+    std::vector<MessageEntry> messages;  // Visible (durable) ones, sorted by UID.
+};
+
+struct AccessRequest {
+    AccessOp op = AccessOp::open;
+    std::string account;                 // Lowercased account address.
+    std::string mailbox;                 // "INBOX", ...
+    std::string target;                  // rename: new name; copy/move: destination.
+    std::vector<std::uint32_t> uids;     // flags_set, expunge, copy, move.
+    storage::FlagMode mode = storage::FlagMode::add;
+    std::uint32_t flags = 0;
+    std::vector<std::string> keywords;
+    bool exclusive = false;              // open: take the mailbox lock.
+    bool watch = false;                  // open: register for MailboxEvents.
+    storage::BodyRef body;               // body_open.
+    std::string bytes;                   // append: the message.
+    std::int64_t internal_date = 0;      // append (0: now).
+    std::uint32_t special_use = 0;       // create.
+};
+
+struct AccessReply {
+    Status status = Status::ok;
+    MailboxSnapshot snapshot;                        // open.
+    storage::MailboxInfo info;                       // status.
+    std::vector<storage::MailboxInfo> mailboxes;     // list.
+    storage::BodyHandle body;                        // body_open.
+    std::uint64_t modseq = 0;                        // flags_set, expunge.
+    std::uint32_t uid = 0;                           // append.
+    std::uint32_t uidvalidity = 0;                   // append, copy, move (of the target).
+    storage::MailStore::UidMap uid_map;              // copy, move.
+};
+
+struct MailboxEvent {
+    enum class Kind : std::uint8_t { exists, expunge, flags };
+    Kind kind = Kind::exists;
+    std::uint64_t mailbox_id = 0;
+    std::string account;
+    std::string mailbox;
+    std::uint32_t uidnext = 0;           // exists: the mailbox's UIDNEXT after the change.
+    std::uint32_t message_count = 0;     // exists: visible messages after the change.
+    std::vector<std::uint32_t> uids;     // expunge, flags.
+    std::uint64_t modseq = 0;
+};
+
+// Implemented by the session that owns an AccessClient. Called on the client's shard, never
+// inside submit().
+class AccessHandler {
+public:
+    virtual void access_done(std::uint64_t tag, AccessOp op, AccessReply& reply) = 0;
+    virtual void mailbox_changed(const MailboxEvent& /*event*/) {}
+
+protected:
+    ~AccessHandler() = default;
+};
+
+// One session's handle on MailAccess. Destroying it drops replies still in flight (they are
+// discarded on arrival) and releases its locks and watches on their owners.
+class AccessClient {
+public:
+    AccessClient(MailAccess& access, AccessHandler& handler);
+    ~AccessClient();
+    AccessClient(const AccessClient&) = delete;
+    AccessClient& operator=(const AccessClient&) = delete;
+
+    // Sends `request`; its reply comes to access_done(tag, ...). Status::full when
+    // access_in_flight_max requests are in flight, not_found for an unknown account; then
+    // nothing was sent.
+    [[nodiscard]] Status submit(AccessRequest request, std::uint64_t tag = 0);
+    // Releases the exclusive lock taken by an open of `mailbox_id` (when the session is
+    // done with it before it closes).
+    void unlock(std::uint64_t mailbox_id);
+    unsigned in_flight() const { return in_flight_; }
+    std::uint64_t id() const { return id_; }
+    MailAccess& access() { return access_; }
+
+private:
+    friend class MailAccess;
+    struct Held {
+        unsigned owner;
+        std::uint64_t mailbox_id;
+        std::uint64_t token;
+    };
+    MailAccess& access_;
+    AccessHandler& handler_;
+    std::uint64_t id_ = 0;
+    unsigned in_flight_ = 0;
+    std::vector<Held> locks_;
+    std::vector<Held> watches_;
+};
+
+struct AccessJob;
+struct EventJob;
+
+struct MailAccessStats {
+    std::uint64_t requests_local = 0;
+    std::uint64_t requests_remote = 0;
+    std::uint64_t events_sent = 0;
+    std::uint64_t replies_orphaned = 0;
+    std::uint64_t post_retries = 0;
+};
+
+class MailAccess final : public ShardLocal, public TickHook, public DeliveryObserver,
+                         private Deferred {
+public:
+    // Registers itself in `cluster` and as `mail`'s delivery observer and tick hook.
+    MailAccess(ShardMail& mail, AccessCluster& cluster);
+    ~MailAccess() override;
+
+    ShardMail& mail() { return mail_; }
+    unsigned shard_index() const { return mail_.shard_index(); }
+    const MailAccessStats& stats() const { return stats_; }
+    // Locks and watchers held on this shard's mailboxes (tests).
+    std::size_t locks_held() const { return locks_.size(); }
+    std::size_t watchers() const;
+
+    // TickHook: retries posts that met a full queue.
+    void on_tick() override;
+    bool idle() const override { return backlog_.empty(); }
+    // DeliveryObserver: tells watchers of the mailbox about the new message(s).
+    void delivered(const std::string& account, std::string_view mailbox) override;
+
+private:
+    friend class AccessClient;
+    friend struct AccessJob;
+    struct Lock {
+        std::uint64_t token;
+        unsigned shard;
+        std::uint64_t client;
+    };
+    struct Watcher {
+        unsigned shard;
+        std::uint64_t client;
+    };
+
+    std::uint64_t client_add(AccessClient& client);
+    void client_remove(AccessClient& client);
+    Status submit(AccessClient& client, AccessRequest request, std::uint64_t tag);
+    void release(unsigned owner, AccessOp op, std::uint64_t mailbox_id, std::uint64_t token,
+                 std::uint64_t client);
+    void route(unsigned to, std::uint32_t kind, void* pointer);
+    static void on_cross(Shard& to, const CrossMessage& message);
+    void on_deferred() override;
+
+    // On the owner.
+    void execute(std::unique_ptr<AccessJob> job);
+    void after_durable(std::unique_ptr<AccessJob> job, Status status);
+    void execute_open(AccessJob& job);
+    void execute_release(AccessJob& job);
+    bool execute_mutation(AccessJob& job);  // True when the reply waits for durability.
+    void finished(std::unique_ptr<AccessJob> job);  // Sends the reply home.
+    void notify(MailboxEvent event);
+    void notify_exists(std::string_view account, std::string_view mailbox);
+    std::uint64_t mailbox_id(std::string_view account, std::string_view mailbox) const;
+
+    // On the client's shard.
+    void reply_arrived(std::unique_ptr<AccessJob> job);
+    void event_arrived(std::unique_ptr<EventJob> event);
+
+    ShardMail& mail_;
+    AccessCluster& cluster_;
+    std::uint64_t next_client_id_ = 1;
+    std::uint64_t next_token_ = 1;
+    std::unordered_map<std::uint64_t, AccessClient*> clients_;
+    std::unordered_map<std::uint64_t, Lock> locks_;                  // Mailbox id -> lock.
+    std::unordered_map<std::uint64_t, std::vector<Watcher>> watchers_;  // Mailbox id -> ...
+    std::deque<std::unique_ptr<AccessJob>> local_jobs_;  // Requests and replies for here.
+    std::deque<std::unique_ptr<EventJob>> local_events_;
+    std::deque<CrossMessage> backlog_;
+    MailAccessStats stats_;
+};
+
+// Reads a pinned body through the caller's Io, one extent (chunk record) at a time, and
+// verifies each chunk's checksum before handing its bytes out. Memory: one extent at a time
+// (a chunk is at most limits::body_chunk_bytes_max; SMTP writes 1 MiB pieces).
+class BodyReaderDone {
+public:
+    // `bytes` are valid until next() or cancel(); `last` marks the final piece. A status
+    // other than ok ends the body (corrupt: a checksum failed; io: the read failed).
+    virtual void body_piece(Status status, std::span<const std::byte> bytes, bool last) = 0;
+
+protected:
+    ~BodyReaderDone() = default;
+};
+
+class BodyReader final : private IoCompletion {
+public:
+    // Starts reading the first extent (`handle` has at least one piece: callers answer an
+    // empty body themselves). Delete with cancel(), never directly.
+    static BodyReader* start(Io& io, storage::BodyHandle handle, BodyReaderDone& done);
+    // Reads the next extent (after body_piece(ok, ..., last=false)).
+    void next();
+    // The reader is no longer wanted: freed now, or when the read in flight completes.
+    void cancel();
+
+private:
+    BodyReader(Io& io, storage::BodyHandle handle, BodyReaderDone& done);
+    ~BodyReader() = default;
+    void read_more();
+    void io_done(Status status, std::uint32_t bytes) override;
+
+    Io& io_;
+    storage::BodyHandle handle_;
+    BodyReaderDone* done_;
+    std::size_t piece_index_ = 0;
+    std::vector<std::byte> record_;
+    std::uint32_t record_filled_ = 0;
+    bool reading_ = false;
+    bool cancelled_ = false;
+};
+
+}  // namespace rp::mail

@@ -1,0 +1,361 @@
+// protocols/pop3/pop3_session.cc: see pop3_session.h.
+#include "protocols/pop3/pop3_session.h"
+
+#include <algorithm>
+#include <optional>
+#include <vector>
+
+#include "core/limits.h"
+#include "core/log.h"
+#include "protocols/smtp/routing.h"
+
+namespace rp::pop3 {
+namespace {
+
+constexpr std::size_t retr_slice_bytes = 16384;  // Body bytes handed to the server per step.
+constexpr std::uint64_t tag_login = 1;
+constexpr std::uint64_t tag_body = 2;
+constexpr std::uint64_t tag_update = 3;
+
+bool same_constant_time(std::string_view a, std::string_view b) {
+    unsigned char diff = a.size() == b.size() ? 0 : 1;
+    const std::size_t n = std::max(a.size(), b.size());
+    for (std::size_t i = 0; i < n; ++i) {
+        const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+        const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+        diff = static_cast<unsigned char>(diff | (x ^ y));
+    }
+    return diff == 0;
+}
+
+class Pop3Session final : public ProtocolSession,
+                          public Pop3Host,
+                          public mail::AccessHandler,
+                          public PasswordCheckDone,
+                          public mail::BodyReaderDone {
+public:
+    explicit Pop3Session(Pop3Factory& factory) : factory_(factory) {}
+    ~Pop3Session() override { RP_ASSERT(reader_ == nullptr); }
+
+    // ---- ProtocolSession ----
+    void on_open(const SessionInfo& info, SessionOutput& out) override {
+        handle_ = info.handle;
+        client_address_ = std::string(info.peer_text);
+        Pop3SessionInfo session;  // STLS and pop3s plug in here with the TLS work.
+        server_.emplace(factory_.server_config(), *this, session);
+        client_.emplace(factory_.access(), *this);
+        server_->greet();
+        flush(out);
+        out.set_timeout_ms(factory_.idle_timeout_ms());
+    }
+
+    std::size_t on_bytes(std::span<const std::byte> bytes, BufferRef* /*source*/,
+                         SessionOutput& out) override {
+        return run(bytes, out);
+    }
+
+    void on_timeout(SessionOutput& out) override {
+        log::info("shard {}: pop3 {} {}: idle timeout", factory_.access().shard_index(),
+                  client_address_, account_);
+        server_->on_timeout();
+        out.close_after_flush();
+    }
+
+    void on_drain(SessionOutput& out) override {
+        server_->begin_shutdown();
+        flush(out);
+        if (server_->wants_close()) out.close_after_flush();
+    }
+
+    void on_output_drained(SessionOutput& out) override {
+        out.set_timeout_ms(factory_.idle_timeout_ms());  // The client is reading: progress.
+        if (streaming_) {
+            stream(out);
+            return;
+        }
+        if (!output_paused_) return;
+        output_paused_ = false;
+        (void)run({}, out);  // Continues a listing.
+        if (!output_paused_ && !server_->paused() && !server_->wants_close()) out.resume_reading();
+    }
+
+    void on_close(Status /*reason*/) override {
+        if (server_) server_->connection_lost();
+        if (checking_) factory_.passwords().cancel(*this);
+        checking_ = false;
+        if (reader_ != nullptr) reader_->cancel();
+        reader_ = nullptr;
+        client_.reset();  // Releases the maildrop lock on its owner.
+        server_.reset();
+    }
+
+    // ---- Pop3Host ----
+    void login(std::string_view user, std::string_view password) override {
+        const smtp::Account* account = factory_.access().mail().directory().find_account(user);
+        if (account == nullptr) {
+            log::info("shard {}: pop3 {}: login failed: unknown user", shard(), client_address_);
+            server_->login_done(Status::refused, nullptr);
+            return;
+        }
+        account_ = account->address;
+        checking_ = true;
+        factory_.passwords().check(*account, password, *this);
+    }
+
+    void message_read(std::uint32_t index) override {
+        RP_ASSERT(index < messages_.size());
+        mail::AccessRequest request;
+        request.op = mail::AccessOp::body_open;
+        request.body = messages_[index].body;
+        Status s = client_->submit(std::move(request), tag_body);
+        if (s != Status::ok) server_->message_end(s);
+    }
+
+    void update(std::span<const std::uint32_t> uids) override {
+        mail::AccessRequest request;
+        request.op = mail::AccessOp::expunge;
+        request.account = account_;
+        request.mailbox = "INBOX";
+        request.uids.assign(uids.begin(), uids.end());
+        Status s = client_->submit(std::move(request), tag_update);
+        if (s != Status::ok) server_->update_done(s);
+    }
+
+    // ---- PasswordCheckDone ----
+    void password_checked(Status status) override {
+        RP_ASSERT(checking_);
+        checking_ = false;
+        if (status != Status::ok) {
+            log::info("shard {}: pop3 {}: login failed for {}", shard(), client_address_,
+                      account_);
+            server_->login_done(Status::refused, nullptr);
+            after_host();
+            return;
+        }
+        mail::AccessRequest request;
+        request.op = mail::AccessOp::open;
+        request.account = account_;
+        request.mailbox = "INBOX";
+        request.exclusive = true;  // RFC 1939 8: one session per maildrop.
+        Status s = client_->submit(std::move(request), tag_login);
+        if (s != Status::ok) {
+            server_->login_done(s, nullptr);
+            after_host();
+        }
+    }
+
+    // ---- AccessHandler ----
+    void access_done(std::uint64_t tag, mail::AccessOp /*op*/, mail::AccessReply& reply) override {
+        if (tag == tag_login) {
+            opened(reply);
+        } else if (tag == tag_body) {
+            body_opened(reply);
+        } else {
+            RP_ASSERT(tag == tag_update);
+            if (reply.status == Status::ok) {
+                log::info("shard {}: pop3 {} {}: {} messages deleted", shard(), client_address_,
+                          account_, server_->deleted_count());
+            } else {
+                log::error("shard {}: pop3 {}: expunge failed: {}", shard(), account_,
+                           status_name(reply.status));
+            }
+            server_->update_done(reply.status);
+            after_host();
+        }
+    }
+
+    // ---- BodyReaderDone ----
+    void body_piece(Status status, std::span<const std::byte> bytes, bool last) override {
+        if (status != Status::ok) {
+            log::error("shard {}: pop3 {}: message unreadable: {}", shard(), account_,
+                       status_name(status));
+            end_message(status);
+            return;
+        }
+        piece_ = bytes;
+        piece_last_ = last;
+        streaming_ = true;
+        SessionOutput* out = output();
+        stream(*out);
+    }
+
+private:
+    unsigned shard() const { return factory_.access().shard_index(); }
+
+    SessionOutput* output() {
+        SessionOutput* out = factory_.driver().find(handle_);
+        RP_ASSERT(out != nullptr);  // Async answers stop when the session closes.
+        return out;
+    }
+
+    void opened(mail::AccessReply& reply) {
+        if (reply.status != Status::ok) {
+            log::info("shard {}: pop3 {}: {} not opened: {}", shard(), client_address_, account_,
+                      status_name(reply.status));
+            server_->login_done(reply.status, nullptr);
+            after_host();
+            return;
+        }
+        mailbox_id_ = reply.snapshot.mailbox_id;
+        messages_ = std::move(reply.snapshot.messages);
+        Pop3Maildrop maildrop;
+        maildrop.uidvalidity = reply.snapshot.uidvalidity;
+        maildrop.messages.reserve(messages_.size());
+        for (const mail::MessageEntry& m : messages_) maildrop.messages.push_back({m.uid, m.size});
+        log::info("shard {}: pop3 {}: {} logged in, {} messages", shard(), client_address_,
+                  account_, messages_.size());
+        server_->login_done(Status::ok, &maildrop);
+        after_host();
+    }
+
+    void body_opened(mail::AccessReply& reply) {
+        if (reply.status != Status::ok) {
+            end_message(reply.status);
+            return;
+        }
+        if (reply.body.pieces.empty()) {
+            end_message(Status::ok);  // An empty message.
+            return;
+        }
+        reader_ = mail::BodyReader::start(factory_.access().mail().shard().io(),
+                                          std::move(reply.body), *this);
+    }
+
+    // Hands the current piece to the server in slices while the send queue has room.
+    void stream(SessionOutput& out) {
+        RP_ASSERT(streaming_);
+        while (!piece_.empty()) {
+            if (out.output_queued_bytes() >= limits::session_output_high_bytes) return;
+            const std::size_t n = std::min(piece_.size(), retr_slice_bytes);
+            const bool more = server_->message_data(piece_.first(n));
+            piece_ = piece_.subspan(n);
+            flush(out);
+            if (!more) {
+                end_message(Status::ok);  // TOP has its lines.
+                return;
+            }
+        }
+        if (piece_last_) {
+            end_message(Status::ok);
+            return;
+        }
+        streaming_ = false;
+        reader_->next();
+    }
+
+    void end_message(Status status) {
+        streaming_ = false;
+        piece_ = {};
+        if (reader_ != nullptr) reader_->cancel();
+        reader_ = nullptr;
+        server_->message_end(status);
+        after_host();
+    }
+
+    // After an asynchronous answer: send, then go on reading (the driver feeds held input).
+    void after_host() {
+        SessionOutput* out = output();
+        flush(*out);
+        if (server_->wants_close()) {
+            out->close_after_flush();
+            return;
+        }
+        out->set_timeout_ms(factory_.idle_timeout_ms());
+        if (!server_->paused() && !output_paused_) out->resume_reading();
+    }
+
+    std::size_t run(std::span<const std::byte> bytes, SessionOutput& out) {
+        std::size_t consumed = 0;
+        for (;;) {
+            consumed += server_->feed(bytes.subspan(consumed));
+            const bool answered = server_->has_output();
+            flush(out);
+            if (server_->wants_close()) {
+                out.close_after_flush();
+                return bytes.size();
+            }
+            if (answered) out.set_timeout_ms(factory_.idle_timeout_ms());
+            if (server_->paused()) {
+                out.pause_reading();
+                return consumed;
+            }
+            if (out.output_queued_bytes() >= limits::session_output_high_bytes) {
+                output_paused_ = true;
+                out.pause_reading();
+                return consumed;
+            }
+            if (consumed == bytes.size() && !server_->listing()) return consumed;
+        }
+    }
+
+    void flush(SessionOutput& out) {
+        if (!server_->has_output()) return;
+        server_->take_output(output_);
+        out.write(output_);
+        output_.clear();
+    }
+
+    Pop3Factory& factory_;
+    std::optional<Pop3Server> server_;
+    std::optional<mail::AccessClient> client_;
+    SessionHandle handle_;
+    std::string client_address_;
+    std::string account_;
+    std::string output_;
+    std::uint64_t mailbox_id_ = 0;
+    std::vector<mail::MessageEntry> messages_;
+    mail::BodyReader* reader_ = nullptr;
+    std::span<const std::byte> piece_;
+    bool piece_last_ = false;
+    bool streaming_ = false;
+    bool checking_ = false;
+    bool output_paused_ = false;
+};
+
+}  // namespace
+
+void PlaintextPasswords::check(const smtp::Account& account, std::string_view password,
+                               PasswordCheckDone& done) {
+    const bool ok = !account.password.empty() && same_constant_time(account.password, password);
+    answers_.emplace_back(&done, ok ? Status::ok : Status::refused);
+    reactor_.defer(*this);
+}
+
+void PlaintextPasswords::cancel(PasswordCheckDone& done) {
+    for (auto& answer : answers_) {
+        if (answer.first == &done) answer.first = nullptr;
+    }
+}
+
+void PlaintextPasswords::on_deferred() {
+    std::size_t count = answers_.size();
+    while (count-- > 0) {
+        auto [done, status] = answers_.front();
+        answers_.pop_front();
+        if (done != nullptr) done->password_checked(status);
+    }
+    if (!answers_.empty()) reactor_.defer(*this);
+}
+
+Pop3Factory::Pop3Factory(mail::MailAccess& access, SessionDriver& driver,
+                         const config::Settings& settings, std::string kind,
+                         PasswordChecker* passwords)
+    : access_(access),
+      driver_(driver),
+      passwords_(passwords),
+      idle_timeout_ms_(settings.pop3.idle_timeout_ms),
+      kind_(std::move(kind)) {
+    if (passwords_ == nullptr) {
+        plaintext_ = std::make_unique<PlaintextPasswords>(access.mail().shard().reactor());
+        passwords_ = plaintext_.get();
+    }
+    server_config_.hostname = settings.server.hostname;
+    busy_reply_ = "-ERR [SYS/TEMP] " + settings.server.hostname + " too busy, try again later\r\n";
+    per_ip_reply_ = "-ERR [SYS/TEMP] Too many connections from your address\r\n";
+}
+
+std::size_t Pop3Factory::session_bytes() const { return sizeof(Pop3Session); }
+std::size_t Pop3Factory::session_align() const { return alignof(Pop3Session); }
+ProtocolSession* Pop3Factory::create(void* storage) { return new (storage) Pop3Session(*this); }
+
+}  // namespace rp::pop3

@@ -1,0 +1,101 @@
+// protocols/pop3/pop3_session.h: POP3 on the engine: the Pop3Server state machine driven by
+// the session driver, with mail_access (protocols/common/mail_access.h) as its host.
+//
+// Owns: Pop3Factory owns the listener's Pop3ServerConfig and, unless given one, a
+//   PlaintextPasswords checker; each session owns its Pop3Server, its AccessClient (the
+//   maildrop lock, released when the session closes) and the BodyReader of a RETR/TOP.
+// Core: the shard's thread only. The maildrop may belong to another shard (and a body to a
+//   third one): mail_access carries the requests; the session reads body bytes itself with
+//   its shard's Io below the owner's durable watermark, verifying each chunk.
+// Flow: USER/PASS or AUTH PLAIN -> PasswordChecker (async) -> open INBOX exclusively (a
+//   second session gets -ERR [IN-USE]) -> TRANSACTION on a snapshot. RETR streams the stored
+//   bytes, dot-stuffed, in 16 KiB slices while the send queue is below
+//   limits::session_output_high_bytes, continuing from on_output_drained. QUIT with deletions
+//   expunges them; the reply waits until the expunge is durable. A dropped connection
+//   deletes nothing.
+// Timeouts: [pop3] idle_timeout_ms, re-armed after each answered command and whenever
+//   queued output drains (a slow reader of a large message is making progress).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "config/settings.h"
+#include "core/session.h"
+#include "protocols/common/mail_access.h"
+#include "protocols/pop3/pop3_server.h"
+
+namespace rp::pop3 {
+
+class PasswordCheckDone {
+public:
+    // ok: the password is right; refused: it is not.
+    virtual void password_checked(Status status) = 0;
+
+protected:
+    ~PasswordCheckDone() = default;
+};
+
+// The one place a POP3 session checks a password. Answers on the caller's shard, never inside
+// check(), unless cancel(done) came first. The auth work replaces the plaintext checker with
+// one that verifies hashes on a helper thread.
+class PasswordChecker {
+public:
+    virtual ~PasswordChecker() = default;
+    virtual void check(const smtp::Account& account, std::string_view password,
+                       PasswordCheckDone& done) = 0;
+    virtual void cancel(PasswordCheckDone& done) = 0;
+};
+
+// Compares with the plaintext password from the config (constant time), answering from a
+// Reactor::defer so that callers have the asynchronous code path.
+class PlaintextPasswords final : public PasswordChecker, private Deferred {
+public:
+    explicit PlaintextPasswords(Reactor& reactor) : reactor_(reactor) {}
+    void check(const smtp::Account& account, std::string_view password,
+               PasswordCheckDone& done) override;
+    void cancel(PasswordCheckDone& done) override;
+
+private:
+    void on_deferred() override;
+    Reactor& reactor_;
+    std::deque<std::pair<PasswordCheckDone*, Status>> answers_;
+};
+
+class Pop3Factory final : public ProtocolFactory {
+public:
+    // `kind` is the listener kind ("pop3"). `settings` must outlive the factory; `passwords`
+    // too when given (null: plaintext from the config).
+    Pop3Factory(mail::MailAccess& access, SessionDriver& driver, const config::Settings& settings,
+                std::string kind, PasswordChecker* passwords = nullptr);
+
+    std::size_t session_bytes() const override;
+    std::size_t session_align() const override;
+    ProtocolSession* create(void* storage) override;
+    std::string_view busy_reply() const override { return busy_reply_; }
+    std::string_view per_ip_reply() const override { return per_ip_reply_; }
+    std::uint64_t open_timeout_ms() const override { return idle_timeout_ms_; }
+
+    mail::MailAccess& access() { return access_; }
+    SessionDriver& driver() { return driver_; }
+    PasswordChecker& passwords() { return *passwords_; }
+    const Pop3ServerConfig& server_config() const { return server_config_; }
+    std::uint64_t idle_timeout_ms() const { return idle_timeout_ms_; }
+    const std::string& kind() const { return kind_; }
+
+private:
+    mail::MailAccess& access_;
+    SessionDriver& driver_;
+    std::unique_ptr<PlaintextPasswords> plaintext_;
+    PasswordChecker* passwords_;
+    Pop3ServerConfig server_config_;
+    std::uint64_t idle_timeout_ms_;
+    std::string kind_;
+    std::string busy_reply_;
+    std::string per_ip_reply_;
+};
+
+}  // namespace rp::pop3
