@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include "core/assert.h"
+#include "protocols/auth/sasl.h"
 #include "protocols/common/reply_table.h"
 
 namespace rp::smtp {
@@ -50,6 +51,17 @@ constexpr std::string_view reply_tls_go = "220 2.0.0 Ready to start TLS";
 constexpr std::string_view reply_tls_none = "454 4.7.0 TLS not available";
 constexpr std::string_view reply_tls_again = "554 5.5.1 Error: TLS already active";
 constexpr std::string_view reply_storage = "452 4.3.1 Insufficient system storage";
+constexpr std::string_view reply_auth_ok = "235 2.7.0 Authentication successful";
+constexpr std::string_view reply_auth_bad = "535 5.7.8 Error: authentication failed";
+constexpr std::string_view reply_auth_temporary = "454 4.7.0 Temporary authentication failure";
+constexpr std::string_view reply_auth_need_tls =
+    "538 5.7.11 Encryption required for requested authentication mechanism";
+constexpr std::string_view reply_auth_again = "503 5.5.1 Error: already authenticated";
+constexpr std::string_view reply_auth_mechanism = "504 5.5.4 Unrecognized authentication type";
+constexpr std::string_view reply_auth_base64 = "501 5.5.2 Cannot decode response";
+constexpr std::string_view reply_auth_malformed = "501 5.5.2 Invalid authentication response";
+constexpr std::string_view reply_auth_cancelled = "501 5.7.0 Authentication cancelled";
+constexpr std::string_view reply_auth_required = "530 5.7.0 Authentication required";
 
 std::string_view usage(SmtpVerb verb) {
     switch (verb) {
@@ -134,6 +146,7 @@ QueueId QueueId::from(std::string_view s) {
 }
 
 Status SmtpHost::mail_check(const SmtpEnvelope& /*envelope*/) { return Status::ok; }
+Status SmtpHost::auth_begin(const SmtpAuthRequest& /*request*/) { return Status::unsupported; }
 
 SmtpServer::SmtpServer(const SmtpServerConfig& config, SmtpHost& host,
                        const SmtpSessionInfo& session)
@@ -144,7 +157,8 @@ SmtpServer::SmtpServer(const SmtpServerConfig& config, SmtpHost& host,
       client_name_(session.client_name),
       tls_active_(session.tls_active),
       tls_available_(session.tls_available),
-      auth_available_(session.auth_available) {
+      auth_available_(session.auth_available),
+      auth_plaintext_(session.auth_plaintext) {
     RP_ASSERT(config.line_bytes_max >= 512);
     RP_ASSERT(config.line_bytes_max <= limits::smtp_line_bytes_max);
     RP_ASSERT(config.recipients_max >= 1);
@@ -210,6 +224,7 @@ SmtpTimeoutKind SmtpServer::timeout_kind() const {
             return SmtpTimeoutKind::data;
         case State::wait_message_done:
         case State::wait_tls:
+        case State::wait_auth:
             return SmtpTimeoutKind::none;
         default:
             return SmtpTimeoutKind::command;
@@ -278,6 +293,7 @@ std::size_t SmtpServer::feed_bdat(std::span<const std::byte> input) {
 }
 
 void SmtpServer::handle_line(std::string_view line) {
+    if (auth_step_ != AuthStep::none) return auth_continue(line);
     const SmtpCommand command = parse_command(line);
     if (command.verb == SmtpVerb::unknown) {
         counters_.syntax_errors++;
@@ -380,6 +396,7 @@ void SmtpServer::do_helo(const SmtpCommand& command) {
     append_u64(out, config_.message_bytes_max);
     out.append("\r\n");
     if (tls_available_ && !tls_active_) out.append("250-STARTTLS\r\n");
+    if (auth_available_ && (tls_active_ || auth_plaintext_)) out.append("250-AUTH PLAIN LOGIN\r\n");
     out.append(
         "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n");
 }
@@ -398,6 +415,24 @@ void SmtpServer::do_mail(const SmtpCommand& command) {
     if (command.address.utf8() && !command.smtputf8) return reply(reply_need_utf8);
     if (command.has_size && command.size > config_.message_bytes_max) {
         return reply(reply_size_refused);  // RFC 1870 6.2.
+    }
+    if (config_.auth_required && auth_user_.empty()) return reply(reply_auth_required);
+    if (config_.sender_login_match && !auth_user_.empty() && !command.address.is_null()) {
+        std::string_view from = command.address.text();
+        bool same = from.size() == auth_user_.size();
+        for (std::size_t i = 0; same && i < from.size(); ++i) {
+            char a = from[i], b = auth_user_[i];
+            if (a >= 'A' && a <= 'Z') a = static_cast<char>(a - 'A' + 'a');
+            if (b >= 'A' && b <= 'Z') b = static_cast<char>(b - 'A' + 'a');
+            same = a == b;
+        }
+        if (!same) {
+            std::string text = "553 5.7.1 <";
+            text.append(from);
+            text.append(">: Sender address rejected: not owned by user ");
+            text.append(auth_user_);
+            return reply(text);
+        }
     }
     sender_ = command.address;
     smtputf8_ = command.smtputf8;
@@ -525,12 +560,151 @@ void SmtpServer::do_starttls(const SmtpCommand& /*command*/) {
     state_ = State::wait_tls;
 }
 
-void SmtpServer::do_auth(const SmtpCommand& /*command*/) {
-    // The TLS/auth issue implements SASL here; until then AUTH is never offered.
+void SmtpServer::do_auth(const SmtpCommand& command) {
     if (!esmtp_) return sequence_error(reply_need_ehlo);
     if (have_sender_) return sequence_error(reply_in_transaction);
     if (!auth_available_) return sequence_error(reply_auth_disabled);
-    reply(reply_not_impl);
+    if (!auth_user_.empty()) return sequence_error(reply_auth_again);
+    // RFC 4954 4: AUTH mechanism [initial-response].
+    std::string_view argument = command.argument;
+    std::size_t space = argument.find(' ');
+    std::string_view mechanism = argument.substr(0, space);
+    std::string_view initial =
+        space == std::string_view::npos ? std::string_view() : argument.substr(space + 1);
+    auto equals = [](std::string_view a, std::string_view b) {
+        if (a.size() != b.size()) return false;
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            char c = a[i];
+            if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+            if (c != b[i]) return false;
+        }
+        return true;
+    };
+    const bool plain = equals(mechanism, "PLAIN");
+    const bool login = equals(mechanism, "LOGIN");
+    if (!plain && !login) return reply(reply_auth_mechanism);
+    if (!tls_active_ && !auth_plaintext_) return reply(reply_auth_need_tls);
+    if (space != std::string_view::npos && initial.empty()) {
+        counters_.syntax_errors++;
+        return reply(reply_auth_base64);
+    }
+    if (plain) {
+        if (initial.empty()) {
+            auth_step_ = AuthStep::plain;
+            return reply("334 ");
+        }
+        return auth_plain(initial);
+    }
+    if (initial.empty()) {
+        auth_step_ = AuthStep::login_user;
+        output_.append("334 ").append(rp::auth::sasl_login_user_prompt).append("\r\n");
+        return;
+    }
+    auth_step_ = AuthStep::login_user;
+    auth_continue(initial);
+}
+
+// A line in the middle of a SASL exchange: a base64 response, or "*" to cancel.
+void SmtpServer::auth_continue(std::string_view line) {
+    const AuthStep step = auth_step_;
+    auth_step_ = AuthStep::none;
+    if (line == "*") {
+        auth_reset();
+        return reply(reply_auth_cancelled);
+    }
+    if (step == AuthStep::plain) return auth_plain(line);
+    if (rp::auth::base64_decode(line, auth_scratch_) != Status::ok) {
+        counters_.syntax_errors++;
+        auth_reset();
+        return reply(reply_auth_base64);
+    }
+    if (rp::auth::sasl_login_field_check(auth_scratch_) != Status::ok) {
+        counters_.syntax_errors++;
+        auth_reset();
+        return reply(reply_auth_malformed);
+    }
+    if (step == AuthStep::login_user) {
+        auth_login_name_ = auth_scratch_;
+        auth_step_ = AuthStep::login_password;
+        output_.append("334 ").append(rp::auth::sasl_login_password_prompt).append("\r\n");
+        return;
+    }
+    RP_ASSERT(step == AuthStep::login_password);
+    auth_submit("LOGIN", {}, auth_login_name_, auth_scratch_);
+}
+
+void SmtpServer::auth_plain(std::string_view response) {
+    if (rp::auth::base64_decode(response, auth_scratch_) != Status::ok) {
+        counters_.syntax_errors++;
+        auth_reset();
+        return reply(reply_auth_base64);
+    }
+    auto plain = rp::auth::sasl_plain_parse(auth_scratch_);
+    if (!plain) {
+        counters_.syntax_errors++;
+        auth_reset();
+        return reply(reply_auth_malformed);
+    }
+    auth_submit("PLAIN", plain->authzid, plain->authcid, plain->password);
+}
+
+void SmtpServer::auth_submit(std::string_view mechanism, std::string_view authzid,
+                             std::string_view user, std::string_view password) {
+    // Acting for another identity is not supported (RFC 4616 2: the server may refuse).
+    if (!authzid.empty() && authzid != user) {
+        auth_reset();
+        return reply(reply_auth_bad);
+    }
+    SmtpAuthRequest request;
+    request.mechanism = mechanism;
+    request.authzid = authzid;
+    request.user = user;
+    request.password = password;
+    auth_pending_user_.assign(user);
+    const Status status = host_.auth_begin(request);
+    auth_reset();
+    if (status == Status::ok) {
+        state_ = State::wait_auth;
+        return;
+    }
+    if (status == Status::refused) {
+        reply_with_host("421 4.7.0", "Error: too many authentication failures");
+        state_ = State::closed;
+        return;
+    }
+    reply(reply_auth_temporary);
+}
+
+// Wipes what the exchange decoded (passwords).
+void SmtpServer::auth_reset() {
+    for (char& c : auth_scratch_) c = 0;
+    for (char& c : auth_login_name_) c = 0;
+    auth_scratch_.clear();
+    auth_login_name_.clear();
+    auth_step_ = AuthStep::none;
+}
+
+void SmtpServer::auth_done(SmtpAuthOutcome outcome) {
+    if (state_ == State::closed) return;
+    RP_ASSERT(state_ == State::wait_auth);
+    state_ = State::command;
+    switch (outcome) {
+        case SmtpAuthOutcome::success:
+            auth_user_ = auth_pending_user_;
+            reply(reply_auth_ok);
+            break;
+        case SmtpAuthOutcome::bad:
+            reply(reply_auth_bad);
+            break;
+        case SmtpAuthOutcome::temporary:
+            reply(reply_auth_temporary);
+            break;
+        case SmtpAuthOutcome::throttled:
+            reply_with_host("421 4.7.0", "Error: too many authentication failures");
+            state_ = State::closed;
+            break;
+    }
+    auth_pending_user_.clear();
 }
 
 // ---- message ----
@@ -564,6 +738,7 @@ void SmtpServer::emit_received_header() {
     r.append(" (ringpost) with ");
     r.append(smtputf8_ ? "UTF8SMTP" : esmtp_ ? "ESMTP" : "SMTP");
     if (tls_active_ && (esmtp_ || smtputf8_)) r.push_back('S');
+    if (!auth_user_.empty() && (esmtp_ || smtputf8_)) r.push_back('A');  // RFC 3848.
     r.append(" id ");
     r.append(queue_id_.view());
     if (recipients_.size() == 1) {
@@ -653,6 +828,8 @@ void SmtpServer::tls_started() {
     reset_transaction();
     helo_.clear();
     esmtp_ = false;
+    auth_user_.clear();
+    auth_reset();
     state_ = State::command;
 }
 
@@ -774,6 +951,7 @@ SmtpEnvelope SmtpServer::envelope() const {
     e.declared_bytes = declared_bytes_;
     e.sender = &sender_;
     e.recipients = recipients_;
+    e.auth_user = auth_user_;
     return e;
 }
 

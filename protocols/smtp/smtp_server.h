@@ -47,8 +47,16 @@
 // line_bytes_max 500 5.5.2 and the session goes on; a command ended by a bare LF 500 5.5.2
 // (never executed); after errors_max such errors 421 4.7.0 and close; a BDAT whose size does
 // not parse 501 and close (its chunk cannot be skipped). STARTTLS: 454 4.7.0 unless
-// session.tls_available. AUTH: 503 5.5.1 (no EHLO / in a transaction / not enabled), 502 5.5.1
-// while not implemented.
+// session.tls_available.
+//
+// AUTH (RFC 4954; SASL PLAIN RFC 4616 and LOGIN): offered in EHLO only when auth_available
+// and (TLS is active or auth_plaintext); otherwise AUTH is 538 5.7.11. 503 5.5.1 without EHLO,
+// in a transaction or once authenticated; 504 5.5.4 unknown mechanism; 501 5.5.2 bad base64 or
+// a malformed response; 501 5.7.0 when the client cancels with "*". Valid credentials go to
+// host.auth_begin() (asynchronous: the server pauses until auth_done()): 235 2.7.0, 535 5.7.8,
+// 454 4.7.0, or 421 4.7.0 and close (too many failures from this client). With
+// config.auth_required, MAIL before AUTH is 530 5.7.0; with config.sender_login_match, a MAIL
+// FROM other than the authenticated address (or <>) is 553 5.7.1.
 //
 // Destroy the server only when wants_close() is true or after connection_lost() (the
 // destructor asserts that no message is open).
@@ -78,6 +86,8 @@ struct SmtpServerConfig {
     std::uint32_t line_bytes_max = limits::smtp_line_bytes_max;  // 512 <= x <= the limit.
     std::uint32_t output_bytes_high = 16384;     // feed() stops while more is pending.
     std::uint32_t errors_max = 20;               // Protocol errors before 421 4.7.0 + close.
+    bool auth_required = false;                  // Submission: MAIL needs AUTH (530 5.7.0).
+    bool sender_login_match = false;             // MAIL FROM must be the AUTH user (553 5.7.1).
 };
 
 // What the driver knows about this connection. Copied by the constructor.
@@ -86,7 +96,23 @@ struct SmtpSessionInfo {
     std::string_view client_name;     // Verified reverse name, or empty ("unknown").
     bool tls_active = false;          // Implicit TLS (port 465), or after STARTTLS.
     bool tls_available = false;       // STARTTLS may be offered (a certificate is loaded).
-    bool auth_available = false;      // AUTH may be offered (the TLS/auth issue; 502 now).
+    bool auth_available = false;      // AUTH may be offered (an account database exists).
+    bool auth_plaintext = false;      // AUTH allowed without TLS (loopback tests).
+};
+
+// Credentials from a SASL exchange, for SmtpHost::auth_begin. Views valid during the call.
+struct SmtpAuthRequest {
+    std::string_view mechanism;  // "PLAIN" or "LOGIN".
+    std::string_view authzid;    // PLAIN only; empty or equal to user.
+    std::string_view user;
+    std::string_view password;
+};
+
+enum class SmtpAuthOutcome : std::uint8_t {
+    success,      // 235 2.7.0 Authentication successful
+    bad,          // 535 5.7.8 Authentication credentials invalid
+    temporary,    // 454 4.7.0 Temporary authentication failure
+    throttled,    // 421 4.7.0 too many authentication failures; close
 };
 
 enum class RcptVerdict : std::uint8_t {
@@ -114,6 +140,7 @@ struct SmtpEnvelope {
     std::uint64_t declared_bytes = 0;  // MAIL FROM ... SIZE=n, 0 if absent.
     const SmtpAddress* sender = nullptr;  // Never null inside a host call; may be null sender.
     std::span<const SmtpRecipient> recipients;  // Accepted ones, in RCPT order.
+    std::string_view auth_user;        // The authenticated address, or empty.
 };
 
 // Assigned by the host in message_begin(); printed in Received: and "queued as".
@@ -169,6 +196,12 @@ public:
 
     // Unix time, used for the Received: date.
     virtual std::int64_t now_unix_seconds() = 0;
+
+    // AUTH credentials were received. Status::ok: verification started, and the host calls
+    // SmtpServer::auth_done() later (never from inside this call). Anything else: answered
+    // 454 4.7.0 now (Status::refused: 421 4.7.0 and close, the client is throttled).
+    // Default: Status::unsupported.
+    virtual Status auth_begin(const SmtpAuthRequest& request);
 };
 
 // Which RFC 5321 4.5.3.2 timer the driver should have armed right now.
@@ -214,7 +247,10 @@ public:
     bool output_blocked() const { return output_.size() >= config_.output_bytes_high; }
 
     bool wants_close() const { return state_ == State::closed; }
-    bool paused() const { return state_ == State::wait_message_done || state_ == State::wait_tls; }
+    bool paused() const {
+        return state_ == State::wait_message_done || state_ == State::wait_tls ||
+               state_ == State::wait_auth;
+    }
     SmtpTimeoutKind timeout_kind() const;
 
     // The host's answer to message_end(): ok -> "250 2.0.0 Ok: queued as <id>"; else
@@ -227,6 +263,11 @@ public:
     // call tls_started() (state reset, EHLO required again) or connection_lost().
     bool waiting_for_tls() const { return state_ == State::wait_tls; }
     void tls_started();
+
+    // The host's answer to auth_begin(). Clears the pause. Ignored after connection_lost().
+    void auth_done(SmtpAuthOutcome outcome);
+    bool waiting_for_auth() const { return state_ == State::wait_auth; }
+    std::string_view auth_user() const { return auth_user_; }
 
     // Timer expired: 421 4.4.2 <host> Error: timeout exceeded; aborts a message; closes.
     void on_timeout();
@@ -246,6 +287,7 @@ private:
         bdat,                // Inside a BDAT chunk.
         wait_message_done,   // message_end() called, waiting for message_done().
         wait_tls,            // 220 to STARTTLS sent, waiting for tls_started().
+        wait_auth,           // Credentials given to auth_begin(), waiting for auth_done().
         closed,
     };
 
@@ -262,6 +304,11 @@ private:
     void do_bdat(const SmtpCommand& command);
     void do_starttls(const SmtpCommand& command);
     void do_auth(const SmtpCommand& command);
+    void auth_continue(std::string_view line);
+    void auth_plain(std::string_view response);
+    void auth_submit(std::string_view mechanism, std::string_view authzid, std::string_view user,
+                     std::string_view password);
+    void auth_reset();
     bool check_ready_for_data();
     Status begin_message();
     void emit_received_header();
@@ -293,6 +340,13 @@ private:
     bool tls_active_ = false;
     bool tls_available_ = false;
     bool auth_available_ = false;
+    bool auth_plaintext_ = false;
+    enum class AuthStep : std::uint8_t { none, plain, login_user, login_password };
+    AuthStep auth_step_ = AuthStep::none;
+    std::string auth_user_;        // Authenticated address.
+    std::string auth_scratch_;     // Decoded SASL bytes (wiped after use).
+    std::string auth_login_name_;  // LOGIN: the user name, until the password comes.
+    std::string auth_pending_user_;
     bool shutting_down_ = false;
     std::uint32_t error_count_ = 0;
 

@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <string_view>
 
+#include <netinet/in.h>
+
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/shard.h"
 
 namespace rp::smtp {
 namespace {
@@ -14,6 +17,19 @@ constexpr std::uint64_t data_rearm_bytes = 64u << 10;   // DATA progress that re
 
 std::string_view as_text(std::span<const std::byte> bytes) {
     return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
+bool is_loopback(const sockaddr_storage& peer) {
+    if (peer.ss_family == AF_INET) {
+        const auto* v4 = reinterpret_cast<const sockaddr_in*>(&peer);
+        return (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (peer.ss_family == AF_INET6) {
+        const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&peer);
+        if (IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr)) return true;
+        return IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr) && v6->sin6_addr.s6_addr[12] == 127;
+    }
+    return false;
 }
 
 class SmtpSession;
@@ -43,8 +59,13 @@ public:
         handle_ = info.handle;
         client_address_ = std::string(info.peer_text);
         trusted_ = factory_.mail().directory().trusted(info.peer);
+        throttle_key_ = auth::AuthThrottle::key_of(info.peer);
         SmtpSessionInfo session;
         session.client_address = client_address_;
+        session.tls_active = info.tls_active;
+        session.tls_available = info.tls_available;
+        session.auth_available = factory_.auth().pool != nullptr;
+        session.auth_plaintext = factory_.auth().plaintext_loopback && is_loopback(info.peer);
         server_.emplace(factory_.server_config(), *this, session);
         server_->greet();
         flush(out);
@@ -57,6 +78,12 @@ public:
     }
 
     void on_timeout(SessionOutput& out) override {
+        if (auth_delayed_) {
+            // The failure delay is over: answer the AUTH now.
+            auth_delayed_ = false;
+            finish_auth(out, auth_outcome_);
+            return;
+        }
         server_->on_timeout();
         flush(out);
         out.close_after_flush();
@@ -75,7 +102,15 @@ public:
         }
     }
 
+    void on_tls_started(SessionOutput& out) override {
+        server_->tls_started();
+        arm(out, server_->timeout_kind());
+        out.resume_reading();
+    }
+
     void on_close(Status /*reason*/) override {
+        if (auth_ticket_ != 0) factory_.auth_ticket_drop(auth_ticket_);
+        auth_ticket_ = 0;
         if (server_) server_->connection_lost();
         if (job_ != nullptr) job_->session = nullptr;  // The store still answers for it.
         job_ = nullptr;
@@ -83,9 +118,11 @@ public:
     }
 
     // ---- SmtpHost ----
-    RcptVerdict rcpt_verdict(const SmtpEnvelope& /*envelope*/,
+    RcptVerdict rcpt_verdict(const SmtpEnvelope& envelope,
                              const SmtpAddress& recipient) override {
-        const RcptVerdict verdict = factory_.mail().directory().route(recipient, trusted_);
+        // Never an open relay: only trusted networks and authenticated clients may relay.
+        const bool relay_allowed = trusted_ || !envelope.auth_user.empty();
+        const RcptVerdict verdict = factory_.mail().directory().route(recipient, relay_allowed);
         if (verdict == RcptVerdict::no_such_user || verdict == RcptVerdict::relay_denied) {
             log::info("shard {}: refused RCPT <{}> from {}: {}", factory_.mail().shard_index(),
                       recipient.text(), client_address_,
@@ -169,6 +206,66 @@ public:
         return factory_.mail().shard().reactor().clock().wall_seconds();
     }
 
+    Status auth_begin(const SmtpAuthRequest& request) override {
+        const AuthContext& context = factory_.auth();
+        RP_ASSERT(context.pool != nullptr);
+        RP_ASSERT(auth_ticket_ == 0);
+        if (context.throttle->blocked(throttle_key_, now_seconds())) {
+            log::info("shard {}: AUTH from {} refused: too many failures",
+                      factory_.mail().shard_index(), client_address_);
+            return Status::refused;
+        }
+        const std::string* stored =
+            context.accounts != nullptr ? context.accounts->find(request.user) : nullptr;
+        auth_user_.assign(request.user);
+        auth_ticket_ = factory_.auth_ticket_add(this);
+        Shard* shard = &factory_.mail().shard();
+        SmtpFactory* factory = &factory_;
+        const std::uint64_t ticket = auth_ticket_;
+        // Runs on a helper thread; the result goes back to this shard's thread.
+        auto done = [shard, factory, ticket](bool match) {
+            shard->post_external([factory, ticket, match](Shard&) {
+                void* session = factory->auth_ticket_take(ticket);
+                if (session != nullptr) static_cast<SmtpSession*>(session)->auth_verified(match);
+            });
+        };
+        Status status = context.pool->submit(stored != nullptr ? *stored : std::string(),
+                                             std::string(request.password), std::move(done));
+        if (status != Status::ok) {
+            factory_.auth_ticket_drop(auth_ticket_);
+            auth_ticket_ = 0;
+            return Status::full;  // 454 4.7.0: the pool is busy.
+        }
+        return Status::ok;
+    }
+
+    // The helper thread's answer, on this shard's thread.
+    void auth_verified(bool match) {
+        auth_ticket_ = 0;
+        SessionOutput* out = factory_.driver().find(handle_);
+        RP_ASSERT(out != nullptr);  // An open session always finds itself.
+        if (match) {
+            log::info("shard {}: AUTH {} from {}: ok", factory_.mail().shard_index(), auth_user_,
+                      client_address_);
+            finish_auth(*out, SmtpAuthOutcome::success);
+            return;
+        }
+        const AuthContext& context = factory_.auth();
+        const std::uint64_t now = now_seconds();
+        const std::uint64_t delay_ms = context.throttle->record_failure(throttle_key_, now);
+        auth_outcome_ = context.throttle->blocked(throttle_key_, now) ? SmtpAuthOutcome::throttled
+                                                                      : SmtpAuthOutcome::bad;
+        log::info("shard {}: AUTH {} from {}: failed ({} failures)",
+                  factory_.mail().shard_index(), auth_user_, client_address_,
+                  context.throttle->failures(throttle_key_, now));
+        if (delay_ms == 0) {
+            finish_auth(*out, auth_outcome_);
+            return;
+        }
+        auth_delayed_ = true;
+        out->set_timeout_ms(delay_ms);
+    }
+
     // The store answered for the message this session is waiting on.
     void committed(MessageJob& job, Status status) {
         RP_ASSERT(&job == job_);
@@ -199,6 +296,21 @@ public:
     }
 
 private:
+    std::uint64_t now_seconds() {
+        return static_cast<std::uint64_t>(factory_.mail().shard().reactor().clock().wall_seconds());
+    }
+
+    void finish_auth(SessionOutput& out, SmtpAuthOutcome outcome) {
+        server_->auth_done(outcome);
+        flush(out);
+        if (server_->wants_close()) {
+            out.close_after_flush();
+            return;
+        }
+        arm(out, server_->timeout_kind());
+        if (!output_paused_) out.resume_reading();
+    }
+
     // Feeds input until it is used up or the server stops early (see smtp_server.h).
     std::size_t run(std::span<const std::byte> bytes, SessionOutput& out) {
         std::size_t consumed = 0;
@@ -209,6 +321,12 @@ private:
             flush(out);
             if (server_->wants_close()) {
                 out.close_after_flush();
+                return bytes.size();
+            }
+            if (server_->waiting_for_tls()) {
+                // RFC 3207 5: whatever followed STARTTLS in this input is dropped here, and
+                // the driver drops what it holds once the 220 is queued.
+                if (!out.start_tls()) out.close_after_flush();
                 return bytes.size();
             }
             const SmtpTimeoutKind after = server_->timeout_kind();
@@ -262,6 +380,11 @@ private:
     std::uint64_t data_since_arm_ = 0;
     bool trusted_ = false;
     bool output_paused_ = false;
+    std::uint64_t throttle_key_ = 0;
+    std::uint64_t auth_ticket_ = 0;      // A password check in flight.
+    std::string auth_user_;              // The user of the AUTH in flight (for the log).
+    bool auth_delayed_ = false;          // A failed AUTH waits for its delay.
+    SmtpAuthOutcome auth_outcome_ = SmtpAuthOutcome::bad;
 };
 
 void MessageJob::durable(Status status) {
@@ -279,6 +402,11 @@ SmtpFactory::SmtpFactory(mail::ShardMail& mail, SessionDriver& driver,
     server_config_.recipients_max = settings.smtp.recipients_max;
     server_config_.line_bytes_max =
         std::clamp<std::uint32_t>(settings.smtp.line_bytes_max, 512, limits::smtp_line_bytes_max);
+    // Submission (RFC 6409): every message is from an authenticated user.
+    if (kind_ == "submission" || kind_ == "smtps") {
+        server_config_.auth_required = true;
+        server_config_.sender_login_match = settings.auth.sender_login_match;
+    }
     busy_reply_ = "421 4.3.2 " + settings.server.hostname + " Service not available, too busy\r\n";
     per_ip_reply_ = "421 4.7.0 " + settings.server.hostname +
                     " Error: too many connections from your address\r\n";
@@ -287,5 +415,22 @@ SmtpFactory::SmtpFactory(mail::ShardMail& mail, SessionDriver& driver,
 std::size_t SmtpFactory::session_bytes() const { return sizeof(SmtpSession); }
 std::size_t SmtpFactory::session_align() const { return alignof(SmtpSession); }
 ProtocolSession* SmtpFactory::create(void* storage) { return new (storage) SmtpSession(*this); }
+
+std::uint64_t SmtpFactory::auth_ticket_add(void* session) {
+    RP_ASSERT(session != nullptr);
+    const std::uint64_t ticket = auth_next_ticket_++;
+    auth_pending_.emplace(ticket, session);
+    return ticket;
+}
+
+void* SmtpFactory::auth_ticket_take(std::uint64_t ticket) {
+    auto it = auth_pending_.find(ticket);
+    if (it == auth_pending_.end()) return nullptr;
+    void* session = it->second;
+    auth_pending_.erase(it);
+    return session;
+}
+
+void SmtpFactory::auth_ticket_drop(std::uint64_t ticket) { auth_pending_.erase(ticket); }
 
 }  // namespace rp::smtp
