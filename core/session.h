@@ -218,6 +218,7 @@ public:
     // The certificates for new handshakes (start-up and SIGHUP); sessions keep the context
     // they started with. Null: no TLS (start_tls() is refused, implicit TLS closes).
     void set_tls_context(std::shared_ptr<const tls::TlsContext> context);
+    void set_tls_handshake_timeout_ms(std::uint64_t ms) { options_.tls_handshake_timeout_ms = ms; }
     const std::shared_ptr<const tls::TlsContext>& tls_context() const { return tls_context_; }
 
     // TickHook: re-arms receives starved by ENOBUFS once buffers are back.
