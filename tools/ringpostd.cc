@@ -22,6 +22,9 @@
 #include "core/echo_protocol.h"
 #include "core/log.h"
 #include "core/shard.h"
+#include "core/tls.h"
+#include "protocols/auth/account_db.h"
+#include "protocols/auth/auth_pool.h"
 #include "protocols/common/mail_access.h"
 #include "protocols/common/shard_mail.h"
 #include "protocols/pop3/pop3_session.h"
@@ -67,12 +70,99 @@ struct Shared {
     std::shared_ptr<const rp::smtp::Directory> directory;
     std::unique_ptr<rp::mail::MailCluster> cluster;
     std::unique_ptr<rp::mail::AccessCluster> access_cluster;
+    // TLS and AUTH (tls_auth_setup / tls_auth_reload below).
+    std::shared_ptr<const rp::tls::TlsMaterial> tls;
+    std::shared_ptr<const rp::auth::AccountDb> accounts;
+    std::unique_ptr<rp::auth::HashPool> hash_pool;   // Stopped before the shards go away.
+    std::unique_ptr<rp::auth::AuthThrottle> throttle;
+    std::vector<DaemonShard*> locals;  // By shard index; each shard sets its own entry.
 };
+
+// ---- TLS and AUTH ----
+
+bool is_tls_kind(std::string_view kind) {
+    return kind == "smtps" || kind == "pop3s" || kind == "imaps";
+}
+
+// Reads the certificate and key (making a self-signed pair first if allowed and absent).
+// Blocking file I/O: start-up and the signal thread only.
+std::shared_ptr<const rp::tls::TlsMaterial> tls_material_load(const Settings& s,
+                                                              std::string* error) {
+    if (s.tls.cert_file.empty() || s.tls.key_file.empty()) return nullptr;
+    if (s.tls.self_signed && (access(s.tls.cert_file.c_str(), R_OK) != 0 ||
+                              access(s.tls.key_file.c_str(), R_OK) != 0)) {
+        if (rp::tls::self_signed_make(s.tls.cert_file, s.tls.key_file, s.server.hostname,
+                                      error) != Status::ok) {
+            return nullptr;
+        }
+        rp::log::info("tls: made a self-signed ECDSA P-256 certificate for {} in {}",
+                      s.server.hostname, s.tls.cert_file);
+    }
+    auto certificate = rp::tls::certificate_load(s.tls.cert_file, s.tls.key_file, error);
+    if (!certificate) return nullptr;
+    auto material = std::make_shared<rp::tls::TlsMaterial>();
+    material->certificates.push_back(std::move(certificate.value()));
+    material->min_version = s.tls.min_version == "1.3" ? 13 : 12;
+    material->ciphers = s.tls.ciphers;
+    material->ticket_lifetime_s = static_cast<std::uint32_t>(s.tls.ticket_lifetime_s);
+    // Validate once here, so that a bad file is reported before any shard uses it.
+    auto context = rp::tls::TlsContext::create(*material, error);
+    if (!context) {
+        *error = s.tls.cert_file + ": " + *error;
+        return nullptr;
+    }
+    return material;
+}
+
+std::shared_ptr<const rp::auth::AccountDb> accounts_load(const Settings& s, std::string* error) {
+    auto db = rp::auth::AccountDb::load(rp::auth::accounts_path(s), error);
+    if (!db) return nullptr;
+    db->add_config_users(s.users);
+    return std::make_shared<const rp::auth::AccountDb>(std::move(db.value()));
+}
+
+// Accounts from the accounts file are mailboxes too: add them as users for the Directory.
+void users_add_from_accounts(Settings& s, const rp::auth::AccountDb& accounts) {
+    for (const auto& [address, credential] : accounts.entries()) {
+        bool known = false;
+        for (const auto& user : s.users) known = known || rp::smtp::ascii_lower(user.address) == address;
+        if (known) continue;
+        rp::config::UserSettings user;
+        user.address = address;
+        user.password_hash = credential;
+        s.users.push_back(std::move(user));
+    }
+}
+
+void smtp_auth_apply(DaemonShard& local, const Shared& shared, const Settings& s,
+                     const std::shared_ptr<const rp::auth::AccountDb>& accounts) {
+    for (auto& factory : local.smtp) {
+        rp::smtp::AuthContext context;
+        context.pool = shared.hash_pool.get();
+        context.throttle = shared.throttle.get();
+        context.accounts = accounts;
+        context.plaintext_loopback = s.auth.plaintext_loopback;
+        factory->set_auth(std::move(context));
+    }
+}
+
+Status shard_tls_apply(rp::Shard& shard, const std::shared_ptr<const rp::tls::TlsMaterial>& tls) {
+    if (tls == nullptr) return Status::ok;
+    std::string error;
+    auto context = rp::tls::TlsContext::create(*tls, &error);
+    if (!context) {
+        rp::log::error("shard {}: tls: {}", shard.index(), error);
+        return context.status();
+    }
+    shard.sessions().set_tls_context(std::move(context.value()));
+    return Status::ok;
+}
 
 // The listener kinds this build serves. Others in the config (submission and smtps need the
 // TLS/auth work, pop3/imap the mail-access work) are reported at start and not bound.
 bool served_kind(std::string_view kind) {
-    return kind == "mx" || kind == "test-echo" || kind == "pop3";
+    return kind == "mx" || kind == "submission" || kind == "smtps" || kind == "test-echo" ||
+           kind == "pop3";
 }
 
 bool add_listeners(const std::vector<rp::config::ListenerSettings>& list,
@@ -158,15 +248,18 @@ Status shard_setup(rp::Shard& shard, Shared& shared) {
         Status status = shard.sessions().register_protocol(listener.kind, *local->pop3.back());
         if (status != Status::ok) return status;
     }
-    bool mx_registered = false;
+    if (Status status = shard_tls_apply(shard, shared.tls); status != Status::ok) return status;
+    shard.sessions().set_tls_handshake_timeout_ms(settings->tls.handshake_timeout_ms);
     for (const auto& listener : settings->smtp.listeners) {
-        if (listener.kind != "mx" || mx_registered) continue;
+        if (shard.sessions().has_protocol(listener.kind)) continue;  // One factory per kind.
         local->smtp.push_back(std::make_unique<rp::smtp::SmtpFactory>(
             *local->mail, shard.sessions(), *settings, listener.kind));
-        Status status = shard.sessions().register_protocol(listener.kind, *local->smtp.back());
+        Status status = shard.sessions().register_protocol(listener.kind, *local->smtp.back(),
+                                                           is_tls_kind(listener.kind));
         if (status != Status::ok) return status;
-        mx_registered = true;
     }
+    smtp_auth_apply(*local, shared, *settings, shared.accounts);
+    shared.locals[shard.index()] = local.get();
     if (!settings->engine.test_echo_listeners.empty()) {
         rp::EchoOptions echo;
         echo.line_bytes_max = settings->smtp.line_bytes_max;
@@ -179,14 +272,45 @@ Status shard_setup(rp::Shard& shard, Shared& shared) {
     return Status::ok;
 }
 
+// SIGHUP: new certificates for new handshakes (open sessions keep theirs), and the account
+// table for new AUTHs. New accounts get mailboxes only after a restart (the Directory).
+void tls_auth_reload(rp::Engine& engine, Shared& shared, const Settings& next) {
+    std::string error;
+    if (shared.tls != nullptr) {
+        auto material = tls_material_load(next, &error);
+        if (material == nullptr) {
+            rp::log::error("tls reload failed, keeping the running certificate: {}", error);
+        } else {
+            shared.tls = material;
+            engine.run_on_all([material](rp::Shard& shard) { (void)shard_tls_apply(shard, material); });
+            rp::log::info("tls: certificate reloaded from {}", next.tls.cert_file);
+        }
+    }
+    auto accounts = accounts_load(next, &error);
+    if (accounts == nullptr) {
+        rp::log::error("accounts reload failed, keeping the running accounts: {}", error);
+        return;
+    }
+    shared.accounts = accounts;
+    Shared* all = &shared;
+    auto settings = std::make_shared<const Settings>(next);
+    engine.run_on_all([all, accounts, settings](rp::Shard& shard) {
+        DaemonShard* local = all->locals[shard.index()];
+        if (local != nullptr) smtp_auth_apply(*local, *all, *settings, accounts);
+    });
+    rp::log::info("auth: {} accounts", accounts->entries().size());
+}
+
 void reload(rp::Engine& engine, const std::string& path,
-            std::shared_ptr<const Settings>& current) {
+            std::shared_ptr<const Settings>& current, Shared& shared) {
     std::string error;
     auto parsed = rp::config::parse_file(path, &error);
     if (!parsed) {
         rp::log::error("config reload failed, keeping the running settings: {}", error);
         return;
     }
+    tls_auth_reload(engine, shared, parsed.value());
+    if (shared.accounts != nullptr) users_add_from_accounts(parsed.value(), *shared.accounts);
     auto next = std::make_shared<const Settings>(std::move(parsed.value()));
     auto changes = rp::config::settings_diff(*current, *next);
     if (changes.empty()) rp::log::info("config reload: nothing changed");
@@ -227,8 +351,13 @@ int main(int argc, char** argv) {
         std::printf("%s: OK\n", config_path.c_str());
         return 0;
     }
+    auto accounts = accounts_load(parsed.value(), &error);
+    if (accounts == nullptr) return fail(error);
+    users_add_from_accounts(parsed.value(), *accounts);
     auto settings = std::make_shared<const Settings>(std::move(parsed.value()));
     if (!check_files(*settings, &error)) return fail(error);
+    auto tls_material = tls_material_load(*settings, &error);
+    if (tls_material == nullptr && !error.empty()) return fail(error);
     auto level = rp::log::level_from_name(settings->server.log_level);
     RP_ASSERT(level.ok());  // config_check validated it.
     if (rp::log::init(settings->server.log_target, *level) != Status::ok) {
@@ -261,6 +390,16 @@ int main(int argc, char** argv) {
     shared.directory = std::make_shared<const rp::smtp::Directory>(std::move(directory.value()));
     shared.cluster = std::make_unique<rp::mail::MailCluster>(shard_count);
     shared.access_cluster = std::make_unique<rp::mail::AccessCluster>(shard_count);
+    shared.tls = tls_material;
+    shared.accounts = accounts;
+    shared.locals.assign(shard_count, nullptr);
+    shared.hash_pool = std::make_unique<rp::auth::HashPool>(settings->auth.hash_threads, 1024);
+    rp::auth::ThrottleOptions throttle;
+    throttle.failures_max = settings->auth.failures_max;
+    throttle.window_s = settings->auth.failure_window_s;
+    throttle.delay_base_ms = settings->auth.failure_delay_ms;
+    throttle.delay_max_ms = settings->auth.failure_delay_max_ms;
+    shared.throttle = std::make_unique<rp::auth::AuthThrottle>(throttle);
     auto engine = rp::Engine::create(
         options, [&shared](rp::Shard& shard) { return shard_setup(shard, shared); }, &error);
     if (!engine) {
@@ -282,7 +421,7 @@ int main(int argc, char** argv) {
         if (signal_number < 0) continue;  // EINTR.
         if (signal_number == SIGHUP) {
             rp::log::info("SIGHUP: reloading {}", config_path);
-            reload(**engine, config_path, settings);
+            reload(**engine, config_path, settings, shared);
             continue;
         }
         rp::log::info("{}: stopping", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -290,6 +429,7 @@ int main(int argc, char** argv) {
     }
     (*engine)->request_stop();
     (*engine)->wait();
+    shared.hash_pool.reset();  // Its threads post to shards: stop them first.
     engine.value().reset();
     rp::log::info("ringpostd: stopped");
     rp::log::shutdown();
