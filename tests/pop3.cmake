@@ -1,0 +1,16 @@
+# tests/pop3.cmake: POP3 (protocols/pop3) and the mailbox-access layer (protocols/common/mail_access).
+rp_unit_test(pop3_test
+  SOURCES unit/pop3_server_test.cc unit/pop3_golden_test.cc
+  LIBS rp_pop3)
+target_include_directories(pop3_test PRIVATE ${CMAKE_SOURCE_DIR})
+target_compile_definitions(pop3_test PRIVATE
+  RP_GOLDEN_DIR_POP3="${CMAKE_SOURCE_DIR}/tests/golden/pop3")
+
+rp_fuzz_target(fuzz_pop3_session
+  SOURCES fuzz/fuzz_pop3_session.cc
+  LIBS rp_pop3
+  CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/pop3_session)
+target_include_directories(fuzz_pop3_session PRIVATE ${CMAKE_SOURCE_DIR})
+
+# POP3 against the real daemon: poplib, smtplib, curl, fetchmail; multi-shard mail_access.
+rp_integration_test(pop3_integration SCRIPT integration/test_pop3.py TIMEOUT 600)
