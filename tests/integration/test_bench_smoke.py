@@ -195,6 +195,19 @@ def main():
                 check(report["errors"].get(codes[0] if codes else "", 0) == 20,
                       f"refused run: 20 RCPT refusals in {report['errors']}")
 
+            # 421 closes the session; it reconnects after --reconnect-delay and goes on.
+            sinks.append(Sink(sink_binary, ["-Q", "MAIL"]))
+            code, report, elapsed = bench("127.0.0.1", sinks[-1].port, "--sessions", "2",
+                                          "--messages", "10", "--max-errors", "0",
+                                          "--reconnect-delay", "10ms")
+            check(code == 1, f"421 run exit status {code} != 1")
+            if report:
+                check(report["failed"] == 10, f"421 run: failed {report['failed']}")
+                check(report["errors"].get("421 envelope", 0) == 10,
+                      f"421 run: errors {report['errors']}")
+                check(report["counters"]["connections"] >= 10,
+                      f"421 run: reconnected {report['counters']['connections']} times")
+
             # Nobody listening: connection errors, bounded by --max-errors, exit 1, quickly.
             code, report, elapsed = bench("127.0.0.1", free_port(), "--sessions", "2",
                                           "--messages", "100", "--max-errors", "10",

@@ -28,6 +28,9 @@ struct Target {
 void install_interrupt_handler();
 int interrupt_count();
 
+// Raises the soft limit on open files to the hard one: every session is a socket.
+void raise_open_file_limit();
+
 // User plus system CPU seconds of this process so far.
 double process_cpu_seconds();
 

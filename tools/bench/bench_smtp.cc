@@ -162,10 +162,27 @@ enum class Phase : std::uint8_t {
     done,        // Never connects again.
 };
 
+const char* phase_name(Phase phase) {
+    switch (phase) {
+        case Phase::idle: return "idle";
+        case Phase::connecting: return "connect";
+        case Phase::greeting: return "greeting";
+        case Phase::ehlo: return "ehlo";
+        case Phase::helo: return "helo";
+        case Phase::envelope: return "envelope";
+        case Phase::body: return "data-end";
+        case Phase::rset: return "rset";
+        case Phase::quit: return "quit";
+        case Phase::done: return "done";
+    }
+    return "?";
+}
+
 struct SmtpSession {
     Phase phase = Phase::idle;
     SmtpReplyReader reader;
     bool pipelining = false;  // Requested and offered by this server.
+    bool refused = false;     // The greeting or EHLO was refused: reconnect after a delay.
     unsigned messages_on_connection = 0;
     bool in_message = false;  // A claimed message whose outcome is not counted yet.
     bool message_failed = false;
@@ -246,7 +263,8 @@ public:
 
     void on_closed(Connection& conn) override {
         SmtpSession& s = session(conn);
-        const bool planned = s.phase == Phase::quit || s.phase == Phase::done;
+        // A session refused at its greeting or EHLO waits like one that failed.
+        const bool planned = (s.phase == Phase::quit && !s.refused) || s.phase == Phase::done;
         s.reader.reset();
         if (s.phase == Phase::done || no_more_work()) {
             finish_session(s);
@@ -324,6 +342,7 @@ private:
         SmtpSession& s = session(conn);
         if (no_more_work()) return finish_session(s);
         s.phase = Phase::connecting;
+        s.refused = false;
         s.messages_on_connection = 0;
         s.pipelining = false;
         s.reader.reset();
@@ -351,11 +370,8 @@ private:
     }
 
     void reply_error(Connection& conn, int code, const char* step) {
+        (void)conn;
         count_error(std::to_string(code) + " " + step);
-        if (code == 421) {  // RFC 5321 3.8: the server is closing the channel.
-            fail_message(session(conn));
-            loop_.close(conn);
-        }
     }
 
     void on_reply(Connection& conn, const SmtpReply& reply);
@@ -382,10 +398,18 @@ void SmtpThread::on_reply(Connection& conn, const SmtpReply& reply) {
     SmtpSession& s = session(conn);
     const std::uint64_t now = now_ns();
     conn.deadline_ns = now + timeout_ns();
+    if (reply.code == 421) {
+        // RFC 5321 3.8: the server is closing the channel. Reconnect after the delay.
+        count_error(std::string("421 ") + phase_name(s.phase));
+        fail_message(s);
+        s.phase = Phase::idle;
+        return loop_.close(conn);
+    }
     switch (s.phase) {
         case Phase::greeting:
             if (reply.code != 220) {
                 reply_error(conn, reply.code, "greeting");
+                s.refused = true;
                 return send_quit(conn);
             }
             record(Step::greeting, now - s.step_start_ns);
@@ -400,12 +424,13 @@ void SmtpThread::on_reply(Connection& conn, const SmtpReply& reply) {
                 s.pipelining = s.phase == Phase::ehlo && reply.pipelining && options_.pipelining;
                 return next_message(conn);
             }
-            reply_error(conn, reply.code, s.phase == Phase::ehlo ? "ehlo" : "helo");
             if (s.phase == Phase::ehlo && (reply.code == 500 || reply.code == 502)) {
                 s.phase = Phase::helo;  // RFC 5321 3.2: an old server; fall back to HELO.
                 s.commands = "HELO " + options_.ehlo_name + "\r\n";
                 return send_text(conn, s.commands);
             }
+            reply_error(conn, reply.code, s.phase == Phase::ehlo ? "ehlo" : "helo");
+            s.refused = true;
             return send_quit(conn);
         case Phase::envelope:
             return on_envelope_reply(conn, s, reply);
@@ -661,6 +686,7 @@ int run_smtp(const SmtpOptions& options) {
     shared.filler = make_filler(options.size.high + 2);
     shared.date = rfc5322_date();
     install_interrupt_handler();
+    raise_open_file_limit();
 
     std::vector<std::unique_ptr<SmtpThread>> threads;
     for (unsigned t = 0; t < common.thread_count; t++) {
