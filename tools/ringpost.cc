@@ -4,6 +4,11 @@
 //   ringpost mailbox list ACCOUNT [MAILBOX] [--data DIR]
 //   ringpost mailbox show ACCOUNT MAILBOX UID [--data DIR]     (raw message bytes on stdout)
 //   ringpost mailbox cat ACCOUNT MAILBOX [--data DIR]          (every message, with sizes)
+//   ringpost user add|passwd ADDRESS [--accounts FILE]         (password from stdin)
+//   ringpost user del ADDRESS | user list | user hash          (hash: print an argon2id hash)
+//
+// `user` edits the accounts file (default <data>/accounts, or [auth] accounts_file of
+// --config) by rewriting it atomically; ringpostd re-reads it on SIGHUP.
 //
 // Commands read the store directly from <DIR>/shard-N/. Reading commands open it read-only,
 // so they work offline or while ringpostd runs (they see what is durable). `store compact`
@@ -11,6 +16,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,6 +33,8 @@
 #include "core/clock.h"
 #include "core/sync_io.h"
 #include "config/config_parse.h"
+#include "protocols/auth/account_db.h"
+#include "protocols/auth/password.h"
 #include "storage/mail_store.h"
 #include "storage/segment.h"
 
@@ -39,6 +47,8 @@ struct Args {
     std::string data = "data";
     int shard = -1;  // All shards.
     std::vector<std::string> words;  // Positional arguments after the group.
+    std::string accounts;            // Accounts file; empty: <data>/accounts.
+    std::vector<std::string> domains;  // From --config: `user add` checks the domain.
 };
 
 using Command = int (*)(const Args&);
@@ -48,7 +58,9 @@ void usage() {
                  "usage: ringpost [--config FILE] store check|dump|stats|compact [--data DIR] [--shard N]\n"
                  "       ringpost mailbox list ACCOUNT [MAILBOX] [--data DIR]\n"
                  "       ringpost mailbox show ACCOUNT MAILBOX UID [--data DIR]\n"
-                 "       ringpost mailbox cat ACCOUNT MAILBOX [--data DIR]\n");
+                 "       ringpost mailbox cat ACCOUNT MAILBOX [--data DIR]\n"
+                 "       ringpost user add|passwd ADDRESS [--accounts FILE]  (password on stdin)\n"
+                 "       ringpost user del ADDRESS | user list | user hash [--accounts FILE]\n");
 }
 
 std::vector<int> shard_ids(const Args& args) {
@@ -259,7 +271,7 @@ Status flush(Opened& o, Waits& w) {
 
 int store_compact(const Args& args) {
     std::map<int, std::unique_ptr<Opened>> shards;
-    for (int shard : shard_ids(Args{args.data, -1, {}})) {
+    for (int shard : shard_ids(Args{args.data, -1, {}, {}, {}})) {
         auto o = open_shard(args, shard, false);
         if (!o) return 1;
         shards[shard] = std::move(o);
@@ -319,7 +331,7 @@ std::string flag_text(const MailStore& store, const std::string& account, const 
 // Opens every shard read-only and returns the one holding `account`.
 std::map<int, std::unique_ptr<Opened>> open_all(const Args& args) {
     std::map<int, std::unique_ptr<Opened>> out;
-    for (int shard : shard_ids(Args{args.data, -1, {}})) {
+    for (int shard : shard_ids(Args{args.data, -1, {}, {}, {}})) {
         auto o = open_shard(args, shard, true);
         if (o) out[shard] = std::move(o);
     }
@@ -447,6 +459,102 @@ int mailbox_cat(const Args& args) {
     return status;
 }
 
+// ---- user ----
+
+std::string accounts_file(const Args& args) {
+    return args.accounts.empty() ? args.data + "/accounts" : args.accounts;
+}
+
+// One line from stdin; without echo when stdin is a terminal.
+bool read_password(std::string& out) {
+    const bool tty = isatty(STDIN_FILENO) != 0;
+    termios saved{};
+    if (tty) {
+        std::fprintf(stderr, "password: ");
+        tcgetattr(STDIN_FILENO, &saved);
+        termios quiet = saved;
+        quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+        tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+    }
+    out.clear();
+    int c = 0;
+    while ((c = std::fgetc(stdin)) != EOF && c != '\n') out.push_back(static_cast<char>(c));
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+        std::fprintf(stderr, "\n");
+    }
+    if (!out.empty() && out.back() == '\r') out.pop_back();
+    return !out.empty();
+}
+
+int user_change(const Args& args, bool adding) {
+    if (args.words.size() != 1) return usage(), 2;
+    const std::string& address = args.words[0];
+    const std::string path = accounts_file(args);
+    std::string error;
+    auto db = rp::auth::AccountDb::load(path, &error);
+    if (!db) return std::fprintf(stderr, "ringpost: %s\n", error.c_str()), 1;
+    const bool exists = db->find(address) != nullptr;
+    if (adding && exists) return std::fprintf(stderr, "ringpost: %s exists\n", address.c_str()), 1;
+    if (!adding && !exists) {
+        return std::fprintf(stderr, "ringpost: no account %s\n", address.c_str()), 1;
+    }
+    std::size_t at = address.rfind('@');
+    if (adding && !args.domains.empty() && at != std::string::npos &&
+        std::find(args.domains.begin(), args.domains.end(), address.substr(at + 1)) ==
+            args.domains.end()) {
+        return std::fprintf(stderr, "ringpost: %s is not a [[domain]] of the config\n",
+                            address.substr(at + 1).c_str()), 1;
+    }
+    std::string password;
+    if (!read_password(password)) return std::fprintf(stderr, "ringpost: empty password\n"), 1;
+    auto hash = rp::auth::password_hash(password);
+    std::fill(password.begin(), password.end(), '\0');
+    if (!hash) return std::fprintf(stderr, "ringpost: hashing failed\n"), 1;
+    if (db->put(address, *hash) != Status::ok) {
+        return std::fprintf(stderr, "ringpost: \"%s\" is not local@domain\n", address.c_str()), 1;
+    }
+    if (db->save(path, &error) != Status::ok) return std::fprintf(stderr, "ringpost: %s\n", error.c_str()), 1;
+    std::printf("%s %s (reload ringpostd with SIGHUP)\n", adding ? "added" : "changed", address.c_str());
+    return 0;
+}
+
+int user_add(const Args& args) { return user_change(args, true); }
+int user_passwd(const Args& args) { return user_change(args, false); }
+
+int user_del(const Args& args) {
+    if (args.words.size() != 1) return usage(), 2;
+    const std::string path = accounts_file(args);
+    std::string error;
+    auto db = rp::auth::AccountDb::load(path, &error);
+    if (!db) return std::fprintf(stderr, "ringpost: %s\n", error.c_str()), 1;
+    if (db->remove(args.words[0]) != Status::ok) {
+        return std::fprintf(stderr, "ringpost: no account %s\n", args.words[0].c_str()), 1;
+    }
+    if (db->save(path, &error) != Status::ok) return std::fprintf(stderr, "ringpost: %s\n", error.c_str()), 1;
+    std::printf("deleted %s (its mailbox stays in the store)\n", args.words[0].c_str());
+    return 0;
+}
+
+int user_list(const Args& args) {
+    std::string error;
+    auto db = rp::auth::AccountDb::load(accounts_file(args), &error);
+    if (!db) return std::fprintf(stderr, "ringpost: %s\n", error.c_str()), 1;
+    for (const auto& [address, credential] : db->entries()) {
+        std::printf("%s\t%s\n", address.c_str(), credential.substr(0, credential.find('$', 10)).c_str());
+    }
+    return 0;
+}
+
+int user_hash(const Args& /*args*/) {
+    std::string password;
+    if (!read_password(password)) return std::fprintf(stderr, "ringpost: empty password\n"), 1;
+    auto hash = rp::auth::password_hash(password);
+    if (!hash) return std::fprintf(stderr, "ringpost: hashing failed\n"), 1;
+    std::printf("%s\n", hash->c_str());
+    return 0;
+}
+
 struct Sub {
     const char* name;
     Command run;
@@ -459,6 +567,8 @@ struct Group {
 const std::vector<Group> groups = {
     {"store", {{"check", store_check}, {"dump", store_dump}, {"stats", store_stats}, {"compact", store_compact}}},
     {"mailbox", {{"list", mailbox_list}, {"show", mailbox_show}, {"cat", mailbox_cat}}},
+    {"user", {{"add", user_add}, {"passwd", user_passwd}, {"del", user_del}, {"list", user_list},
+              {"hash", user_hash}}},
 };
 
 }  // namespace
@@ -485,14 +595,23 @@ int main(int argc, char** argv) {
             return 1;
         }
         args.data = settings->server.data_dir;
+        args.accounts = rp::auth::accounts_path(*settings);
+        for (const auto& domain : settings->domains) args.domains.push_back(domain.name);
     }
-    if (argv_rest.size() < 2) return usage(), 2;
+    if (argv_rest.size() == 2 && argv_rest[0] == "user" &&
+        (argv_rest[1] == "list" || argv_rest[1] == "hash")) {
+        // No positional words needed.
+    } else if (argv_rest.size() < 2) {
+        return usage(), 2;
+    }
     for (std::size_t i = 2; i < argv_rest.size(); ++i) {
         const std::string& a = argv_rest[i];
         if (a == "--data" && i + 1 < argv_rest.size()) {
             args.data = argv_rest[++i];
         } else if (a.rfind("--data=", 0) == 0) {
             args.data = a.substr(7);
+        } else if (a == "--accounts" && i + 1 < argv_rest.size()) {
+            args.accounts = argv_rest[++i];
         } else if (a == "--shard" && i + 1 < argv_rest.size()) {
             args.shard = std::atoi(argv_rest[++i].c_str());
         } else {

@@ -356,12 +356,15 @@ int main(int argc, char** argv) {
     users_add_from_accounts(parsed.value(), *accounts);
     auto settings = std::make_shared<const Settings>(std::move(parsed.value()));
     if (!check_files(*settings, &error)) return fail(error);
-    auto tls_material = tls_material_load(*settings, &error);
-    if (tls_material == nullptr && !error.empty()) return fail(error);
     auto level = rp::log::level_from_name(settings->server.log_level);
     RP_ASSERT(level.ok());  // config_check validated it.
     if (rp::log::init(settings->server.log_target, *level) != Status::ok) {
         return fail("cannot open log target " + settings->server.log_target);
+    }
+    auto tls_material = tls_material_load(*settings, &error);
+    if (tls_material == nullptr && !error.empty()) {
+        rp::log::shutdown();
+        return fail(error);
     }
 
     // Signals are taken synchronously by this thread; shards inherit the blocked mask.
