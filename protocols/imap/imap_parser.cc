@@ -846,7 +846,7 @@ bool parse_tag_and_verb(Cursor& c, ImapCommand& out, std::string_view text) {
     const std::string_view tag = c.atom_view([](char ch) { return is_astring_char(ch) && ch != '+'; });
     if (tag.empty()) return c.fail("missing tag");
     out.tag = tag;
-    if (!c.sp()) return c.fail("missing command");
+    if (!c.eat(' ')) return c.fail("missing command");
     std::string_view word = c.atom_view();
     if (iequals(word, "UID")) {
         out.uid = true;

@@ -154,7 +154,12 @@ void append_section_name(std::string& out, const Section& s) {
             out.append(s.text == SectionText::header_fields ? "HEADER.FIELDS (" : "HEADER.FIELDS.NOT (");
             for (std::size_t i = 0; i < s.fields.size(); ++i) {
                 if (i) out.push_back(' ');
-                append_astring_quoted(out, s.fields[i]);
+                const bool atom = !s.fields[i].empty() &&
+                    s.fields[i].find_first_of(" (){%*\"\\]") == std::string::npos &&
+                    std::all_of(s.fields[i].begin(), s.fields[i].end(),
+                                [](char ch) { return ch > 0x20 && ch < 0x7f; });
+                if (atom) out.append(s.fields[i]);
+                else append_astring_quoted(out, s.fields[i]);
             }
             out.push_back(')');
             break;
