@@ -621,6 +621,12 @@ std::string rfc5322_date() {
     return std::string(text, bytes);
 }
 
+std::string seconds_text(double seconds) {
+    char text[32];
+    std::snprintf(text, sizeof(text), "%g", seconds);
+    return text;
+}
+
 std::string size_text(const SizeRange& range) {
     if (range.low == range.high) return std::to_string(range.low);
     return std::to_string(range.low) + "-" + std::to_string(range.high);
@@ -637,7 +643,7 @@ RunReport make_report(const SmtpOptions& options, const Target& target, SmtpShar
         {"threads", std::to_string(common.thread_count)},
         {"sessions", std::to_string(common.session_count)},
         {"messages", common.message_count ? std::to_string(common.message_count) : "-"},
-        {"duration_s", common.duration_s > 0 ? std::to_string(common.duration_s) : "-"},
+        {"duration_s", common.duration_s > 0 ? seconds_text(common.duration_s) : "-"},
         {"size", size_text(options.size)},
         {"rcpts", std::to_string(options.recipient_count)},
         {"per_session", std::to_string(options.messages_per_session)},
