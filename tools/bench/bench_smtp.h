@@ -44,9 +44,10 @@ private:
     std::size_t start_ = 0;  // The first byte not yet consumed.
 };
 
-// Builds a message of exactly `size` bytes (when size is larger than the headers): the
-// headers, then filler lines from `filler`, never a line that starts with a dot.
+// `pattern` with its first "%d" replaced by `number` ("u%d@x.test" -> "u42@x.test").
 std::string smtp_expand_address(std::string_view pattern, std::uint64_t number);
+// `bytes` of 78-byte CRLF lines, none starting with a dot. A message is its headers and a
+// prefix of this, so that it is `--size` bytes long; threads share one read-only copy.
 std::string make_filler(std::size_t bytes);
 
 // Runs the benchmark, prints the report and returns the exit status.
