@@ -32,8 +32,10 @@ Status OutboundConnection::connect(const sockaddr_storage& address, socklen_t ad
     sending_.clear();
     queue_.clear();
     sent_ = 0;
+    // The kernel reads the address when it consumes the SQE, after this call returns.
+    address_ = address;
     io_uring_sqe* sqe = reactor_.sqe();
-    io_uring_prep_connect(sqe, fd_, reinterpret_cast<const sockaddr*>(&address), address_bytes);
+    io_uring_prep_connect(sqe, fd_, reinterpret_cast<const sockaddr*>(&address_), address_bytes);
     io_uring_sqe_set_data64(sqe, Reactor::user_data(this, tag_connect));
     ++ops_;
     return Status::ok;

@@ -70,6 +70,7 @@ private:
     bool closing_ = false;
     bool send_in_flight_ = false;
     Status close_reason_ = Status::ok;
+    sockaddr_storage address_{};  // Read by the kernel at submission of the connect.
     std::string sending_;   // Owned by the kernel while a send is in flight.
     std::size_t sent_ = 0;
     std::string queue_;

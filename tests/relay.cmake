@@ -17,3 +17,6 @@ rp_fuzz_target(fuzz_smtp_client
   SOURCES fuzz/fuzz_smtp_client.cc
   LIBS rp_relay
   CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/smtp_client)
+
+# Real dnsmasq and smtp-sink on loopback addresses (127.0.0.2 ...).
+rp_integration_test(relay_integration SCRIPT integration/test_relay.py TIMEOUT 600)

@@ -1,0 +1,694 @@
+// protocols/smtp/relay_agent.cc: the per-shard relay.
+#include "protocols/smtp/relay_agent.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+
+#include "core/connector.h"
+#include "core/log.h"
+#include "protocols/common/shard_mail.h"
+#include "protocols/smtp/dsn.h"
+#include "protocols/smtp/routing.h"
+
+namespace rp::smtp {
+
+namespace {
+
+std::string domain_of(std::string_view address) {
+    const auto at = address.rfind('@');
+    if (at == std::string_view::npos) return {};
+    return ascii_lower(address.substr(at + 1));
+}
+
+bool eight_bit(std::string_view body) {
+    for (const char c : body) {
+        if (static_cast<unsigned char>(c) >= 0x80) return true;
+    }
+    return false;
+}
+
+void to_sockaddr(const dns::DnsAddress& address, std::uint16_t port, sockaddr_storage& out,
+                 socklen_t& bytes) {
+    std::memset(&out, 0, sizeof out);
+    if (address.family == AF_INET) {
+        auto* v4 = reinterpret_cast<sockaddr_in*>(&out);
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        std::memcpy(&v4->sin_addr, address.bytes, 4);
+        bytes = sizeof(sockaddr_in);
+    } else {
+        auto* v6 = reinterpret_cast<sockaddr_in6*>(&out);
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        std::memcpy(&v6->sin6_addr, address.bytes, 16);
+        bytes = sizeof(sockaddr_in6);
+    }
+}
+
+// A listener address as one of ours (unspecified addresses are skipped: any address).
+std::optional<dns::DnsAddress> listener_self(const std::string& text) {
+    ListenerSpec spec;
+    if (listener_address_parse(text, spec) != Status::ok) return std::nullopt;
+    dns::DnsAddress out;
+    if (spec.address.ss_family == AF_INET) {
+        const auto* v4 = reinterpret_cast<const sockaddr_in*>(&spec.address);
+        if (v4->sin_addr.s_addr == htonl(INADDR_ANY)) return std::nullopt;
+        out.family = AF_INET;
+        std::memcpy(out.bytes, &v4->sin_addr, 4);
+        return out;
+    }
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&spec.address);
+    if (std::memcmp(&v6->sin6_addr, &in6addr_any, 16) == 0) return std::nullopt;
+    out.family = AF_INET6;
+    std::memcpy(out.bytes, &v6->sin6_addr, 16);
+    return out;
+}
+
+}  // namespace
+
+Result<RelayOptions> relay_options_from(const config::Settings& s, std::string* error) {
+    RelayOptions o;
+    o.hostname = ascii_lower(s.server.hostname);
+    o.retry_schedule_s = s.relay.retry_schedule_s;
+    o.max_lifetime_s = s.relay.max_lifetime_s;
+    o.connect_timeout_ms = s.relay.connect_timeout_ms;
+    o.deliveries_max = s.relay.deliveries_per_shard_max;
+    o.per_destination_max = s.relay.deliveries_per_destination_max;
+    o.port = s.relay.port;
+    o.scan_interval_ms = s.relay.scan_interval_ms;
+    o.dns.timeout_ms = s.dns.timeout_ms;
+    o.dns.attempts = s.dns.attempts;
+    for (const std::string& text : s.dns.resolvers) {
+        auto server = dns::dns_server_parse(text);
+        if (!server) {
+            *error = "dns.resolvers: \"" + text + "\" is not address:port";
+            return server.status();
+        }
+        o.dns.resolvers.push_back(*server);
+    }
+    o.self.hostnames.push_back(o.hostname);
+    for (const auto& listener : s.smtp.listeners) {
+        if (auto address = listener_self(listener.address)) o.self.addresses.push_back(*address);
+    }
+    o.client.helo_name = o.hostname;
+    o.client.starttls = false;  // Until core/tls gives the client a handshake.
+    RP_ASSERT(!o.retry_schedule_s.empty());
+    return o;
+}
+
+// One message to one domain: the due recipients of one spool entry there.
+struct RelayAgent::Job {
+    std::uint64_t spool_id = 0;
+    std::string domain;
+    std::vector<std::uint32_t> rcpt_indices;
+    std::vector<std::string> addresses;
+    std::vector<DsnRecipient> bounces;
+};
+
+// One domain's worker: MX, then jobs one after another over one connection.
+class RelayAgent::Delivery final : public OutboundHandler, public Timer, private IoCompletion {
+public:
+    Delivery(RelayAgent& agent, std::string domain)
+        : agent_(agent), domain_(std::move(domain)), connection_(reactor(), *this) {}
+    ~Delivery() override {
+        if (armed()) reactor().timer_cancel(*this);
+    }
+
+    const std::string& domain() const { return domain_; }
+    bool finished() const { return phase_ == Phase::finished; }
+
+    void start() {
+        phase_ = Phase::resolving;
+        agent_.resolver_->resolve(domain_, [this](const MxResult& r) {
+            mx_ = r;
+            next_job();
+        });
+    }
+
+    void stop() {
+        stopping_ = true;
+        if (armed()) reactor().timer_cancel(*this);
+        if (!connection_.idle()) {
+            connection_.close(Status::cancelled);
+        } else if (!reading_ && phase_ != Phase::resolving) {
+            finish();
+        }
+    }
+
+    // ---- OutboundHandler ----
+    void on_connected(Status status) override {
+        if (status != Status::ok) return;  // on_closed follows and moves on.
+        ++agent_.stats_.connections;
+        client_.emplace(agent_.options_.client);
+        phase_ = Phase::session;
+        arm(client_->timeout_ms());
+    }
+    void on_received(std::string_view bytes) override {
+        if (!client_) return;
+        client_->feed(bytes);
+        progress();
+    }
+    void on_sent() override {
+        // RFC 5321 4.5.3.2.5: the body went out; now the final reply is due.
+        if (client_ && client_->transaction_running()) arm(client_->timeout_ms());
+    }
+    void on_closed(Status reason) override {
+        const bool was_ready = client_.has_value() && ever_ready_;
+        if (client_ && !client_->closed()) client_->connection_lost();
+        if (client_) collect_result();
+        if (client_ && !ever_ready_) {
+            const SmtpReply& r = client_->session_reply();
+            last_error_ = r.code != 0 ? r.line() + " (from " + remote_ + ")"
+                                      : "451 4.4.2 Connection to " + remote_ + " lost";
+        } else if (!client_) {
+            last_error_ = "451 4.4.1 Connection to " + remote_ + " failed: " +
+                          std::string(status_name(reason));
+            log::info("relay: connect to {} for {} failed: {}", remote_, domain_, status_name(reason));
+        }
+        client_.reset();
+        if (armed()) reactor().timer_cancel(*this);
+        if (stopping_) {
+            if (!reading_) finish();
+            return;
+        }
+        if (phase_ == Phase::quitting) {
+            finish();
+            return;
+        }
+        if (was_ready) {
+            // The session ended after working: a job still waiting reconnects from the top.
+            ever_ready_ = false;
+            if (job_ && ++reconnects_ <= 2) {
+                target_index_ = 0;
+                address_index_ = 0;
+                connect_next();
+                return;
+            }
+            if (job_) fail_job(last_error_, false);
+            next_job();
+            return;
+        }
+        ++address_index_;
+        connect_next();
+    }
+
+    // ---- Timer ----
+    void on_timer() override {
+        if (client_) {
+            client_->on_timeout();
+            collect_result();
+        }
+        if (!client_) last_error_ = "451 4.4.1 Connection to " + remote_ + " timed out";
+        connection_.close(Status::timeout);
+    }
+
+private:
+    enum class Phase : std::uint8_t { resolving, loading, connecting, session, quitting, finished };
+
+    Reactor& reactor() { return agent_.mail_.shard().reactor(); }
+    storage::MailStore& store() { return agent_.mail_.store(); }
+
+    void arm(std::uint64_t ms) {
+        if (ms == 0) {
+            if (armed()) reactor().timer_cancel(*this);
+            return;
+        }
+        reactor().timer_arm(*this, ms * 1'000'000ull);
+    }
+
+    void finish() {
+        if (phase_ == Phase::finished) return;
+        if (job_) agent_.job_release(std::move(job_));
+        phase_ = Phase::finished;
+        agent_.delivery_finished(*this);
+    }
+
+    // Takes the next job of this domain and reads its body; none left: QUIT and finish.
+    void next_job() {
+        RP_ASSERT(!job_);
+        if (stopping_) {
+            stop();
+            return;
+        }
+        job_ = agent_.take_job(domain_);
+        if (!job_) {
+            if (client_ && client_->ready() && !connection_.idle()) {
+                client_->quit();
+                phase_ = Phase::quitting;
+                flush_output();
+                arm(client_->timeout_ms());
+            } else if (!connection_.idle()) {
+                phase_ = Phase::quitting;
+                connection_.close(Status::ok);
+            } else {
+                finish();
+            }
+            return;
+        }
+        load_body();
+    }
+
+    void load_body() {
+        const storage::SpoolEntry* entry = store().spool_get(job_->spool_id);
+        auto handle = entry != nullptr ? store().body_open(entry->body) : Result<storage::BodyHandle>(Status::not_found);
+        if (!handle) {
+            // Not durable yet (again) or gone: leave the recipients for a later scan.
+            log::warn("relay: body of {} not readable: {}", mail::ShardMail::queue_id_text(job_->spool_id),
+                      status_name(handle.status()));
+            agent_.job_release(std::move(job_));
+            next_job();
+            return;
+        }
+        if (phase_ != Phase::session) phase_ = Phase::loading;
+        handle_ = std::move(handle.value());
+        body_ = std::make_shared<std::string>();
+        body_->reserve(handle_.bytes);
+        piece_index_ = 0;
+        read_piece();
+    }
+
+    void read_piece() {
+        if (piece_index_ == handle_.pieces.size()) {
+            handle_ = storage::BodyHandle{};
+            body_loaded();
+            return;
+        }
+        const storage::Extent& extent = handle_.pieces[piece_index_].extent;
+        record_.resize(storage::record_bytes(extent.bytes));
+        record_filled_ = 0;
+        read_more();
+    }
+
+    void read_more() {
+        const auto& piece = handle_.pieces[piece_index_];
+        // bounds: record_filled_ < record_.size() <= record_bytes(chunk max) < 2^32.
+        const auto left = static_cast<std::uint32_t>(record_.size() - record_filled_);
+        reading_ = true;
+        agent_.mail_.shard().io().read(piece.fd(), record_.data() + record_filled_, left,
+                                       std::uint64_t{piece.extent.offset} + record_filled_, *this);
+    }
+
+    void io_done(Status status, std::uint32_t bytes) override {
+        reading_ = false;
+        if (status == Status::ok && bytes == 0) status = Status::truncated;
+        if (status == Status::ok) {
+            record_filled_ += bytes;
+            if (record_filled_ < record_.size()) {
+                read_more();
+                return;
+            }
+            auto payload = storage::extent_verify(handle_.pieces[piece_index_].extent, record_);
+            if (payload) {
+                body_->append(reinterpret_cast<const char*>(payload->data()), payload->size());
+                ++piece_index_;
+                if (!stopping_) {
+                    read_piece();
+                    return;
+                }
+            }
+            status = payload ? Status::cancelled : payload.status();
+        }
+        log::error("relay: reading the body of {} failed: {}", mail::ShardMail::queue_id_text(job_->spool_id),
+                   status_name(status));
+        handle_ = storage::BodyHandle{};
+        agent_.job_release(std::move(job_));
+        if (stopping_) {
+            stop();
+            return;
+        }
+        next_job();
+    }
+
+    void body_loaded() {
+        if (mx_.outcome != MxOutcome::ready) {
+            fail_job(mx_.reply, mx_.outcome == MxOutcome::permanent);
+            next_job();
+            return;
+        }
+        if (client_ && client_->ready()) {
+            send_job();
+            return;
+        }
+        if (connection_.idle()) {
+            target_index_ = 0;
+            address_index_ = 0;
+            reconnects_ = 0;
+            connect_next();
+        }
+        // Otherwise the session is starting: progress() sends the job once it is ready.
+    }
+
+    // Tries MX targets in order, each of their addresses in order.
+    void connect_next() {
+        phase_ = Phase::connecting;
+        while (target_index_ < mx_.targets.size()) {
+            const MxTarget& target = mx_.targets[target_index_];
+            if (address_index_ >= target.addresses.size()) {
+                ++target_index_;
+                address_index_ = 0;
+                continue;
+            }
+            const dns::DnsAddress& address = target.addresses[address_index_];
+            remote_ = target.host + "[" + address.text() + "]";
+            sockaddr_storage to;
+            socklen_t to_bytes = 0;
+            to_sockaddr(address, agent_.options_.port, to, to_bytes);
+            if (connection_.connect(to, to_bytes) != Status::ok) {
+                ++address_index_;
+                continue;
+            }
+            arm(agent_.options_.connect_timeout_ms);
+            return;
+        }
+        // Every MX failed: this job and every waiting one of the domain wait for a retry.
+        if (last_error_.empty()) last_error_ = "451 4.4.1 No MX host of " + domain_ + " answered";
+        if (job_) fail_job(last_error_, false);
+        while (auto job = agent_.take_job(domain_)) {
+            job_ = std::move(job);
+            fail_job(last_error_, false);
+        }
+        finish();
+    }
+
+    void send_job() {
+        RP_ASSERT(job_);
+        RP_ASSERT(client_ && client_->ready());
+        const storage::SpoolEntry* entry = store().spool_get(job_->spool_id);
+        if (entry == nullptr) {
+            agent_.job_release(std::move(job_));
+            next_job();
+            return;
+        }
+        SmtpClientMessage message;
+        message.sender = entry->sender;
+        message.recipients = job_->addresses;
+        message.eight_bit = eight_bit(*body_);
+        message.body = body_;
+        ++agent_.stats_.transactions;
+        client_->send(std::move(message));
+        progress();
+    }
+
+    void flush_output() {
+        std::string out = client_->take_output();
+        if (!out.empty()) connection_.send(std::move(out));
+    }
+
+    // After the client moved: send its output, apply a result, go on or close.
+    void progress() {
+        if (!client_) return;
+        if (client_->ready()) ever_ready_ = true;
+        if (client_->wants_tls()) client_->tls_failed();  // No client TLS yet (hook only).
+        flush_output();
+        collect_result();
+        if (client_->closed()) {
+            connection_.close(Status::ok);
+            return;
+        }
+        if (client_->ready() && phase_ != Phase::quitting) {
+            if (job_ && !reading_ && body_ != nullptr && !client_->transaction_running()) {
+                send_job();
+                return;
+            }
+            if (!job_ && !reading_) {
+                next_job();
+                return;
+            }
+        }
+        arm(client_->timeout_ms());
+    }
+
+    void collect_result() {
+        if (!client_) return;
+        auto result = client_->take_result();
+        if (!result || !job_) return;
+        RP_ASSERT(result->size() == job_->rcpt_indices.size());
+        for (std::size_t i = 0; i < result->size(); ++i) agent_.record(*job_, i, (*result)[i], remote_);
+        body_done();
+    }
+
+    void fail_job(const std::string& reply_line, bool permanent) {
+        SmtpReply reply;
+        reply.code = static_cast<std::uint16_t>(permanent ? 550 : 451);
+        if (reply_line.size() > 4 && reply_line[3] == ' ') {
+            reply.code = static_cast<std::uint16_t>(std::stoi(reply_line.substr(0, 3)));
+            reply.text = reply_line.substr(4);
+        } else {
+            reply.text = reply_line;
+        }
+        if (permanent && reply.code < 500) reply.code = 550;
+        if (!permanent && reply.code >= 500) reply.code = 451;
+        for (std::size_t i = 0; i < job_->rcpt_indices.size(); ++i) agent_.record(*job_, i, reply, "");
+        body_done();
+    }
+
+    void body_done() {
+        std::shared_ptr<std::string> body = std::move(body_);
+        agent_.job_done(std::move(job_), body ? *body : std::string());
+    }
+
+    RelayAgent& agent_;
+    std::string domain_;
+    OutboundConnection connection_;
+    std::optional<SmtpClient> client_;
+    Phase phase_ = Phase::resolving;
+    MxResult mx_;
+    std::size_t target_index_ = 0, address_index_ = 0;
+    unsigned reconnects_ = 0;
+    bool ever_ready_ = false;
+    bool stopping_ = false;
+    bool reading_ = false;
+    std::string remote_;
+    std::string last_error_;
+    std::unique_ptr<Job> job_;
+    std::shared_ptr<std::string> body_;
+    storage::BodyHandle handle_;
+    std::size_t piece_index_ = 0;
+    std::vector<std::byte> record_;
+    std::size_t record_filled_ = 0;
+};
+
+RelayAgent::RelayAgent(mail::ShardMail& mail, RelayOptions options)
+    : mail_(mail), options_(std::move(options)) {
+    Reactor& reactor = mail_.shard().reactor();
+    const std::uint64_t seed = reactor.now_ns() ^ (std::uint64_t{mail_.shard_index()} << 48);
+    dns_ = std::make_unique<dns::DnsClient>(reactor, options_.dns, seed);
+    resolver_ = std::make_unique<MxResolver>(*dns_, options_.self, [this] { return now_s(); }, seed + 1);
+}
+
+RelayAgent::~RelayAgent() {
+    if (Timer::armed()) mail_.shard().reactor().timer_cancel(*this);
+    deliveries_.clear();
+    resolver_.reset();
+    dns_.reset();
+}
+
+std::int64_t RelayAgent::now_s() const { return mail_.shard().reactor().clock().wall_seconds(); }
+
+void RelayAgent::start() {
+    mail_.shard().on_stop([this](Shard&) { stop(); });
+    // The first scan soon after start: mail queued before a restart goes out at once.
+    mail_.shard().reactor().timer_arm(*this, 100'000'000ull);
+}
+
+void RelayAgent::stop() {
+    stopping_ = true;
+    if (Timer::armed()) mail_.shard().reactor().timer_cancel(*this);
+    for (auto& delivery : deliveries_) delivery->stop();
+}
+
+void RelayAgent::on_timer() {
+    if (stopping_) return;
+    scan();
+    mail_.shard().reactor().timer_arm(*this, options_.scan_interval_ms * 1'000'000ull);
+}
+
+void RelayAgent::scan() {
+    ++stats_.scans;
+    storage::MailStore& store = mail_.store();
+    if (store.failed() != Status::ok) return;
+    const auto due = store.spool_due(now_s(), options_.scan_batch_max);
+    std::map<std::pair<std::uint64_t, std::string>, std::unique_ptr<Job>> jobs;
+    for (const storage::SpoolDue& d : due) {
+        const auto key = std::pair{d.spool_id, d.rcpt_index};
+        if (in_flight_.contains(key)) continue;
+        const storage::SpoolEntry* entry = store.spool_get(d.spool_id);
+        if (entry == nullptr || d.rcpt_index >= entry->recipients.size()) continue;
+        const std::string& address = entry->recipients[d.rcpt_index].address;
+        if (mail_.directory().find_account(address) != nullptr) continue;  // Local: ShardMail's.
+        std::string domain = domain_of(address);
+        if (domain.empty()) continue;
+        auto& job = jobs[{d.spool_id, domain}];
+        if (!job) {
+            job = std::make_unique<Job>();
+            job->spool_id = d.spool_id;
+            job->domain = domain;
+        }
+        job->rcpt_indices.push_back(d.rcpt_index);
+        job->addresses.push_back(address);
+        in_flight_.insert(key);
+    }
+    for (auto& [key, job] : jobs) destinations_[key.second].waiting.push_back(std::move(job));
+    pump();
+}
+
+void RelayAgent::pump() {
+    for (auto it = destinations_.begin(); it != destinations_.end();) {
+        Destination& d = it->second;
+        while (!stopping_ && !d.waiting.empty() && d.active < options_.per_destination_max &&
+               deliveries_.size() < options_.deliveries_max) {
+            ++d.active;
+            deliveries_.push_back(std::make_unique<Delivery>(*this, it->first));
+            deliveries_.back()->start();
+        }
+        if (d.waiting.empty() && d.active == 0) {
+            it = destinations_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
+std::unique_ptr<RelayAgent::Job> RelayAgent::take_job(const std::string& domain) {
+    auto it = destinations_.find(domain);
+    if (it == destinations_.end() || it->second.waiting.empty()) return nullptr;
+    std::unique_ptr<Job> job = std::move(it->second.waiting.front());
+    it->second.waiting.pop_front();
+    return job;
+}
+
+void RelayAgent::delivery_finished(Delivery& delivery) {
+    auto it = destinations_.find(delivery.domain());
+    RP_ASSERT(it != destinations_.end());
+    RP_ASSERT(it->second.active > 0);
+    --it->second.active;
+    // Freed after the current callback (the connection is still on the stack).
+    if (!Deferred::queued()) mail_.shard().reactor().defer(*this);
+}
+
+void RelayAgent::on_deferred() {
+    deliveries_.remove_if([](const std::unique_ptr<Delivery>& d) { return d->finished(); });
+    pump();
+}
+
+bool RelayAgent::record(Job& job, std::size_t index, const SmtpReply& reply, const std::string& remote) {
+    storage::MailStore& store = mail_.store();
+    const std::uint32_t rcpt = job.rcpt_indices[index];
+    const storage::SpoolEntry* entry = store.spool_get(job.spool_id);
+    if (entry == nullptr || rcpt >= entry->recipients.size()) return false;
+    const storage::SpoolRecipient& r = entry->recipients[rcpt];
+    const std::uint32_t attempts = r.attempts + 1;
+    const std::int64_t now = now_s();
+    std::string line = reply.line();
+    storage::RcptState state = storage::RcptState::delivered;
+    std::int64_t next = 0;
+    const char* what = "sent";
+    if (reply.transient()) {
+        const bool expired = now >= entry->arrival + static_cast<std::int64_t>(options_.max_lifetime_s);
+        if (expired) {
+            state = storage::RcptState::bounced;
+            line += " (gave up: in the queue longer than " + std::to_string(options_.max_lifetime_s) + " s)";
+            what = "expired";
+        } else {
+            const auto& schedule = options_.retry_schedule_s;
+            next = now + static_cast<std::int64_t>(schedule[std::min<std::size_t>(attempts - 1, schedule.size() - 1)]);
+            state = storage::RcptState::deferred;
+            what = "deferred";
+        }
+    } else if (reply.permanent()) {
+        state = storage::RcptState::bounced;
+        what = "bounced";
+    }
+    if (line.size() > limits::reply_bytes_max) line.resize(limits::reply_bytes_max);
+    log::info("relay {}: to=<{}> relay={} status={} ({})", mail::ShardMail::queue_id_text(job.spool_id),
+              r.address, remote.empty() ? "none" : remote, what, line);
+    const std::string address = r.address;  // `r` dies with the update below.
+    if (Status s = store.spool_update(job.spool_id, rcpt, state, next, attempts, line); s != Status::ok) {
+        log::error("relay {}: spool update failed: {}", mail::ShardMail::queue_id_text(job.spool_id),
+                   status_name(s));
+        return false;
+    }
+    if (state == storage::RcptState::delivered) ++stats_.delivered;
+    if (state == storage::RcptState::deferred) ++stats_.deferred;
+    if (state != storage::RcptState::bounced) return false;
+    ++stats_.bounced;
+    job.bounces.push_back({address, remote, line});
+    return true;
+}
+
+void RelayAgent::job_done(std::unique_ptr<Job> job, const std::string& body) {
+    if (!job->bounces.empty()) send_dsn(*job, body);
+    storage::MailStore& store = mail_.store();
+    if (const storage::SpoolEntry* entry = store.spool_get(job->spool_id)) {
+        bool all_final = true;
+        for (const auto& r : entry->recipients) all_final = all_final && storage::rcpt_state_final(r.state);
+        if (all_final) (void)store.spool_remove(job->spool_id);
+    }
+    job_release(std::move(job));
+}
+
+void RelayAgent::job_release(std::unique_ptr<Job> job) {
+    for (const std::uint32_t rcpt : job->rcpt_indices) in_flight_.erase({job->spool_id, rcpt});
+}
+
+namespace {
+// Waits for the DSN's transaction; logs a failure (the bounce is then dropped, not retried).
+struct DsnWait final : storage::DurableDone {
+    std::string queue_id;
+    void durable(Status status) override {
+        if (status != Status::ok) {
+            log::error("relay {}: bounce dropped: {}", queue_id, status_name(status));
+        }
+        delete this;
+    }
+};
+}  // namespace
+
+void RelayAgent::send_dsn(const Job& job, const std::string& body) {
+    const storage::SpoolEntry* entry = mail_.store().spool_get(job.spool_id);
+    const std::string queue_id = mail::ShardMail::queue_id_text(job.spool_id);
+    if (entry == nullptr) return;
+    if (!dsn_wanted(entry->sender)) {
+        log::warn("relay {}: bounce of a bounce (null sender) dropped", queue_id);
+        ++stats_.dsn_dropped;
+        return;
+    }
+    DsnInput in;
+    in.reporting_mta = options_.hostname;
+    in.sender = entry->sender;
+    in.queue_id = queue_id;
+    in.arrival_unix = entry->arrival;
+    in.now_unix = now_s();
+    const std::uint64_t id = mail_.next_message_id();
+    in.boundary_seed = mail::ShardMail::queue_id_text(id);
+    in.recipients = job.bounces;
+    in.original = body;
+    const std::string dsn = dsn_build(in);
+    auto ref = mail_.store().body_put(std::as_bytes(std::span(dsn.data(), dsn.size())));
+    mail::AcceptArgs args;
+    args.message_id = id;
+    args.sender = "";
+    args.client = "ringpost relay (DSN for " + queue_id + ")";
+    args.body_bytes = dsn.size();
+    if (ref) args.body = *ref;
+    const Account* account = mail_.directory().find_account(ascii_lower(entry->sender));
+    args.recipients.push_back({account != nullptr ? account->address : entry->sender, account});
+    auto* wait = new DsnWait;
+    wait->queue_id = queue_id;
+    const Status s = ref ? mail_.accept(args, *wait) : ref.status();
+    if (s != Status::ok) {
+        delete wait;
+        log::error("relay {}: bounce to <{}> dropped: {}", queue_id, entry->sender, status_name(s));
+        ++stats_.dsn_dropped;
+        return;
+    }
+    ++stats_.dsn_queued;
+    log::info("relay {}: bounce {} to <{}> ({} recipients)", queue_id, in.boundary_seed, entry->sender,
+              job.bounces.size());
+}
+
+}  // namespace rp::smtp
