@@ -28,6 +28,7 @@
 #include "protocols/common/mail_access.h"
 #include "protocols/common/shard_mail.h"
 #include "protocols/pop3/pop3_session.h"
+#include "protocols/smtp/relay_agent.h"
 #include "protocols/smtp/routing.h"
 #include "protocols/smtp/smtp_session.h"
 
@@ -62,6 +63,8 @@ public:
     // Destroyed before `mail`, which it observes; the POP3 factories go before it.
     std::unique_ptr<rp::mail::MailAccess> access;
     std::vector<std::unique_ptr<rp::pop3::Pop3Factory>> pop3;
+    // Outbound delivery of this shard's spool; destroyed first (it works on `mail`).
+    std::unique_ptr<rp::smtp::RelayAgent> relay;
 };
 
 // What every shard shares, read-only once the shards run.
@@ -76,6 +79,7 @@ struct Shared {
     std::unique_ptr<rp::auth::HashPool> hash_pool;   // Stopped before the shards go away.
     std::unique_ptr<rp::auth::AuthThrottle> throttle;
     std::vector<DaemonShard*> locals;  // By shard index; each shard sets its own entry.
+    std::shared_ptr<const rp::smtp::RelayOptions> relay;  // [dns], [relay].
 };
 
 // ---- TLS and AUTH ----
@@ -240,6 +244,8 @@ Status shard_setup(rp::Shard& shard, Shared& shared) {
         return mail.status();
     }
     local->mail = std::move(mail.value());
+    local->relay = std::make_unique<rp::smtp::RelayAgent>(*local->mail, *shared.relay);
+    local->relay->start();
     local->access = std::make_unique<rp::mail::MailAccess>(*local->mail, *shared.access_cluster);
     for (const auto& listener : settings->pop3.listeners) {
         if (listener.kind != "pop3" || !local->pop3.empty()) continue;
@@ -392,6 +398,9 @@ int main(int argc, char** argv) {
     shared.settings = settings;
     shared.directory = std::make_shared<const rp::smtp::Directory>(std::move(directory.value()));
     shared.cluster = std::make_unique<rp::mail::MailCluster>(shard_count);
+    auto relay_options = rp::smtp::relay_options_from(*settings, &error);
+    if (!relay_options) return fail(error);
+    shared.relay = std::make_shared<const rp::smtp::RelayOptions>(std::move(relay_options.value()));
     shared.access_cluster = std::make_unique<rp::mail::AccessCluster>(shard_count);
     shared.tls = tls_material;
     shared.accounts = accounts;
