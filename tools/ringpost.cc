@@ -4,6 +4,8 @@
 //   ringpost mailbox list ACCOUNT [MAILBOX] [--data DIR]
 //   ringpost mailbox show ACCOUNT MAILBOX UID [--data DIR]     (raw message bytes on stdout)
 //   ringpost mailbox cat ACCOUNT MAILBOX [--data DIR]          (every message, with sizes)
+//   ringpost queue list | show ID                              (the relay's spool)
+//   ringpost queue flush | retry ID | delete ID                (daemon stopped)
 //   ringpost user add|passwd ADDRESS [--accounts FILE]         (password from stdin)
 //   ringpost user del ADDRESS | user list | user hash          (hash: print an argon2id hash)
 //
@@ -59,6 +61,8 @@ void usage() {
                  "       ringpost mailbox list ACCOUNT [MAILBOX] [--data DIR]\n"
                  "       ringpost mailbox show ACCOUNT MAILBOX UID [--data DIR]\n"
                  "       ringpost mailbox cat ACCOUNT MAILBOX [--data DIR]\n"
+                 "       ringpost queue list | queue show ID [--data DIR]\n"
+                 "       ringpost queue flush | queue retry ID | queue delete ID [--data DIR]  (daemon stopped)\n"
                  "       ringpost user add|passwd ADDRESS [--accounts FILE]  (password on stdin)\n"
                  "       ringpost user del ADDRESS | user list | user hash [--accounts FILE]\n");
 }
@@ -555,6 +559,147 @@ int user_hash(const Args& /*args*/) {
     return 0;
 }
 
+// ---- queue (the relay's spool) ----
+// list/show read (daemon running or not); flush/retry/delete write, so ringpostd must be
+// stopped (like store compact): its next start scans the spool at once.
+
+std::string queue_id(std::uint64_t id) {
+    char text[24];
+    std::snprintf(text, sizeof text, "%013llX", static_cast<unsigned long long>(id));
+    return text;
+}
+
+const char* rcpt_state_name(RcptState state) {
+    switch (state) {
+        case RcptState::pending: return "pending";
+        case RcptState::delivered: return "delivered";
+        case RcptState::deferred: return "deferred";
+        case RcptState::bounced: return "bounced";
+        case RcptState::failed: return "failed";
+    }
+    return "?";
+}
+
+std::string time_text(std::int64_t unix_seconds) {
+    if (unix_seconds <= 0) return "-";
+    const std::time_t t = static_cast<std::time_t>(unix_seconds);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buffer[32];
+    std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buffer;
+}
+
+void print_entry(const SpoolEntry& e, bool detail) {
+    std::printf("%s %s %llu bytes from=<%s> %zu recipients\n", queue_id(e.id).c_str(),
+                time_text(e.arrival).c_str(), static_cast<unsigned long long>(e.body_bytes),
+                e.sender.c_str(), e.recipients.size());
+    for (const SpoolRecipient& r : e.recipients) {
+        std::printf("  %-9s attempts=%u next=%s <%s>%s%s\n", rcpt_state_name(r.state), r.attempts,
+                    time_text(r.next_attempt).c_str(), r.address.c_str(), r.reply.empty() ? "" : " ",
+                    r.reply.c_str());
+    }
+    if (detail) std::printf("  client: %s\n", e.client.c_str());
+}
+
+bool parse_queue_id(const std::string& text, std::uint64_t& id) {
+    char* end = nullptr;
+    id = std::strtoull(text.c_str(), &end, 16);
+    return !text.empty() && end != nullptr && *end == '\0';
+}
+
+int queue_list(const Args& args) {
+    std::size_t count = 0;
+    for (int shard : shard_ids(args)) {
+        auto o = open_shard(args, shard, true);
+        if (!o) return 1;
+        for (const auto& [id, entry] : o->store->spool_all()) {
+            print_entry(entry, false);
+            ++count;
+        }
+    }
+    std::printf("%zu queued messages\n", count);
+    return 0;
+}
+
+int queue_show(const Args& args) {
+    std::uint64_t id = 0;
+    if (args.words.size() != 1 || !parse_queue_id(args.words[0], id)) return usage(), 2;
+    for (int shard : shard_ids(args)) {
+        auto o = open_shard(args, shard, true);
+        if (!o) return 1;
+        const SpoolEntry* e = o->store->spool_get(id);
+        if (e == nullptr) continue;
+        print_entry(*e, true);
+        auto body = o->store->body_open(e->body);
+        if (!body) {
+            std::fprintf(stderr, "ringpost: body: %s\n", std::string(status_name(body.status())).c_str());
+            return 1;
+        }
+        std::vector<std::byte> bytes(body->bytes);
+        if (body_read_blocking(*body, bytes) != Status::ok) return 1;
+        std::printf("\n");
+        std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+        return 0;
+    }
+    std::fprintf(stderr, "ringpost: no queued message %s\n", args.words[0].c_str());
+    return 1;
+}
+
+// Applies `change` to the matching entries (all with an empty id list) of every shard.
+int queue_change(const Args& args, bool all, bool remove) {
+    std::uint64_t id = 0;
+    if (all ? !args.words.empty() : (args.words.size() != 1 || !parse_queue_id(args.words[0], id))) {
+        return usage(), 2;
+    }
+    const std::int64_t now = RealClock::instance().wall_seconds();
+    std::size_t changed = 0;
+    for (int shard : shard_ids(args)) {
+        auto o = open_shard(args, shard, false);
+        if (!o) return 1;
+        std::vector<std::uint64_t> ids;
+        for (const auto& [entry_id, entry] : o->store->spool_all()) {
+            if (all || entry_id == id) ids.push_back(entry_id);
+        }
+        for (const std::uint64_t entry_id : ids) {
+            const SpoolEntry* e = o->store->spool_get(entry_id);
+            for (std::uint32_t i = 0; e != nullptr && i < e->recipients.size(); ++i) {
+                const SpoolRecipient r = e->recipients[i];
+                if (rcpt_state_final(r.state)) continue;
+                const Status s = remove ? o->store->spool_update(entry_id, i, RcptState::failed, 0, r.attempts,
+                                                                 "deleted by the operator")
+                                        : o->store->spool_update(entry_id, i, r.state == RcptState::pending
+                                                                                  ? RcptState::pending
+                                                                                  : RcptState::deferred,
+                                                                 now, r.attempts, r.reply);
+                if (s != Status::ok) {
+                    std::fprintf(stderr, "ringpost: %s: %s\n", queue_id(entry_id).c_str(),
+                                 std::string(status_name(s)).c_str());
+                    return 1;
+                }
+                e = o->store->spool_get(entry_id);
+            }
+            if (remove) (void)o->store->spool_remove(entry_id);
+            ++changed;
+        }
+        Waits w;
+        if (flush(*o, w) != Status::ok) {
+            std::fprintf(stderr, "ringpost: shard %d: write failed (is ringpostd running?)\n", shard);
+            return 1;
+        }
+    }
+    if (!all && changed == 0) {
+        std::fprintf(stderr, "ringpost: no queued message %s\n", args.words[0].c_str());
+        return 1;
+    }
+    std::printf("%zu messages %s\n", changed, remove ? "deleted" : "due now");
+    return 0;
+}
+
+int queue_flush(const Args& args) { return queue_change(args, true, false); }
+int queue_retry(const Args& args) { return queue_change(args, false, false); }
+int queue_delete(const Args& args) { return queue_change(args, false, true); }
+
 struct Sub {
     const char* name;
     Command run;
@@ -567,6 +712,8 @@ struct Group {
 const std::vector<Group> groups = {
     {"store", {{"check", store_check}, {"dump", store_dump}, {"stats", store_stats}, {"compact", store_compact}}},
     {"mailbox", {{"list", mailbox_list}, {"show", mailbox_show}, {"cat", mailbox_cat}}},
+    {"queue", {{"list", queue_list}, {"show", queue_show}, {"flush", queue_flush}, {"retry", queue_retry},
+               {"delete", queue_delete}}},
     {"user", {{"add", user_add}, {"passwd", user_passwd}, {"del", user_del}, {"list", user_list},
               {"hash", user_hash}}},
 };
