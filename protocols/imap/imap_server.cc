@@ -166,6 +166,21 @@ void append_section_name(std::string& out, const Section& s) {
     }
 }
 
+// The tag of a command line, for a reply before the command is parsed; "*" when the line
+// does not start with a valid tag (never echo control bytes).
+std::string_view line_tag(std::string_view text) {
+    const std::string_view tag = text.substr(0, text.find(' '));
+    if (tag.empty() || tag.size() > 64) return "*";
+    for (char c : tag) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u <= 0x20 || u >= 0x7f || c == '(' || c == ')' || c == '{' || c == '%' || c == '*' ||
+            c == '"' || c == '\\' || c == '+') {
+            return "*";
+        }
+    }
+    return tag;
+}
+
 bool sets_seen(const FetchItem& item) {
     switch (item.att) {
         case FetchAtt::body_section: case FetchAtt::binary: return !item.peek;
@@ -450,7 +465,6 @@ void ImapServer::handle_literal(const ReadStep& step) {
             if (!info.synchronizing) close_with_bye("[TOOBIG] Message too big");
         } else {
             cmd_ = std::move(append);
-            tag_ = std::string(step.text.substr(0, step.text.find(' ')));
             cmd_.tag = tag_;
             append_sync_ = info.synchronizing;
             append_bytes_ = 0;
@@ -468,7 +482,7 @@ void ImapServer::handle_literal(const ReadStep& step) {
         }
         return;
     }
-    const std::string_view tag = step.text.substr(0, step.text.find(' '));
+    const std::string_view tag = line_tag(step.text);
     if (info.bytes <= reader_.room()) {
         reader_.literal_inline();
         if (info.synchronizing) out("+ Ready for literal data\r\n");
