@@ -143,6 +143,7 @@ public:
     void on_connected(Status status) override {
         if (status != Status::ok) return;  // on_closed follows and moves on.
         ++agent_.stats_.connections;
+        log::info("relay: connected to {} for {}", remote_, domain_);
         client_.emplace(agent_.options_.client);
         phase_ = Phase::session;
         arm(client_->timeout_ms());

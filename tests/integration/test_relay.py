@@ -317,6 +317,42 @@ class RelayTest(unittest.TestCase):
         subjects = sorted(int(m.split(b"Subject: queued ")[1].split(b"\r\n")[0].split(b"\n")[0])
                           for m in dumps)
         self.assertEqual(subjects, list(range(count)), d.log())
+        # Connection reuse: 30 messages over at most deliveries_per_destination_max (4)
+        # connections per shard (2 shards), as all were due at the first scan after restart.
+        connections = d.log().count("relay: connected to mx.later.test")
+        self.assertGreaterEqual(connections, 1)
+        self.assertLessEqual(connections, 8, d.log())
+
+    # Proves the queue command: list (while running), show, retry, delete and flush (with
+    # the daemon stopped); a flushed message goes out at the next start despite a 1 h retry.
+    def test_queue_command(self):
+        from smtp_util import ringpost
+        d = self.daemon(retry="[3600]")
+        self.send(d, DEMO, ["keep@later.test"], subject="flush me")
+        self.send(d, DEMO, ["drop@down.test"], subject="delete me")
+        self.assertTrue(wait_for(lambda: d.log().count("status=deferred") >= 2, timeout=15), d.log())
+        listing = ringpost(d, "queue", "list").decode()
+        self.assertIn("2 queued messages", listing)
+        self.assertIn("deferred", listing)
+        self.assertIn("<keep@later.test>", listing)
+        ids = {line.split()[0]: line for line in listing.splitlines() if "from=<" in line}
+        self.assertEqual(len(ids), 2)
+        drop = [i for i in ids if "drop@down.test" in listing.split(i)[1].split("\n", 2)[1]][0]
+        shown = ringpost(d, "queue", "show", drop)
+        self.assertIn(b"Subject: delete me", shown)
+        self.assertEqual(d.stop(), 0)
+        d.log_file.close()
+        self.assertIn(b"1 messages deleted", ringpost(d, "queue", "delete", drop))
+        self.assertIn(b"1 messages due now", ringpost(d, "queue", "flush"))
+        listing = ringpost(d, "queue", "list").decode()
+        self.assertIn("1 queued messages", listing)
+        self.assertNotIn("drop@down.test", listing)
+        sink = self.sink("127.0.0.7")
+        d.start()
+        dumps = sink.wait_messages(1)
+        self.assertEqual(len(dumps), 1, d.log())
+        self.assertIn(b"Subject: flush me", dumps[0])
+        self.assertTrue(wait_for(lambda: b"0 queued messages" in ringpost(d, "queue", "list"), timeout=10))
 
 
 if __name__ == "__main__":
