@@ -320,7 +320,13 @@ void MailAccess::execute(std::unique_ptr<AccessJob> job) {
             RP_ASSERT(mutation(r.op));
             job->executor = this;
             AccessJob* raw = job.release();
-            if (execute_mutation(*raw)) return;  // The store owns it until durable().
+            if (execute_mutation(*raw)) {
+                // The store owns it until durable(). A request that came by cross-core
+                // message runs after this iteration's tick: keep the loop from sleeping
+                // so that the next tick's group commit flushes it at once.
+                mail_.shard().reactor().defer(*this);
+                return;
+            }
             job.reset(raw);
             break;
         }
