@@ -282,6 +282,24 @@ class Pop3Test(unittest.TestCase):
         self.assertEqual(f.read(), b"")  # Closed after QUIT.
         s.close()
 
+    # Proves the idle timeout ([pop3] idle_timeout_ms): a silent client is disconnected
+    # without a reply (RFC 1939 3 autologout) and its DELE marks are not applied.
+    def test_idle_timeout(self):
+        d = self.daemon(extra="\n[pop3]\nidle_timeout_ms = 300\n")
+        self.send(d, "demo@example.test", b"Subject: t\r\n\r\nx\r\n")
+        s = socket.create_connection(("127.0.0.1", d.pop3_port), timeout=10)
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(b"USER demo@example.test\r\nPASS demo\r\nDELE 1\r\n")
+        self.assertTrue(f.readline().startswith(b"+OK"))
+        self.assertTrue(f.readline().startswith(b"+OK maildrop"))
+        self.assertTrue(f.readline().startswith(b"+OK"))
+        self.assertEqual(f.read(), b"")  # Closed by the server, nothing more said.
+        s.close()
+        client = self.pop_retry(d, "demo@example.test")
+        self.assertEqual(client.stat()[0], 1)
+        client.quit()
+
     # Proves curl's pop3:// URLs: LIST and RETR of message 1, byte-exact.
     def test_curl(self):
         if shutil.which("curl") is None:
