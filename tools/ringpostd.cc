@@ -163,7 +163,7 @@ Status shard_tls_apply(rp::Shard& shard, const std::shared_ptr<const rp::tls::Tl
 }
 
 // The listener kinds this build serves. Others in the config (submission and smtps need the
-// TLS/auth work, pop3/imap the mail-access work) are reported at start and not bound.
+// TLS/auth work, pop3s TLS, imap the IMAP work) are reported at start and not bound.
 bool served_kind(std::string_view kind) {
     return kind == "mx" || kind == "submission" || kind == "smtps" || kind == "test-echo" ||
            kind == "pop3";
