@@ -274,7 +274,7 @@ void read_rest(Context& context, TableReader& root, Settings& s) {
         reader.string("min_version", s.tls.min_version);
         reader.string("ciphers", s.tls.ciphers);
         reader.integer("handshake_timeout_ms", s.tls.handshake_timeout_ms, 1, ms_max);
-        reader.integer("ticket_lifetime_s", s.tls.ticket_lifetime_s, 0, 3600);
+        reader.integer("ticket_lifetime_s", s.tls.ticket_lifetime_s, 0, 1800);
         reader.finish();
     }
     if (const toml::table* table = root.table("auth")) {

@@ -71,7 +71,7 @@ struct TlsSettings {
     std::string min_version = "1.2";         // "1.2" or "1.3".
     std::string ciphers;                     // OpenSSL-style list for wolfSSL; empty: default.
     std::uint64_t handshake_timeout_ms = 30'000;
-    std::uint64_t ticket_lifetime_s = 3600;  // Session tickets (resumption); 0: off; <= 3600.
+    std::uint64_t ticket_lifetime_s = 1800;  // Session tickets (resumption); 0: off; <= 1800.
 };
 
 struct AuthSettings {

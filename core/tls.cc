@@ -115,8 +115,8 @@ WOLFSSL_CTX* context_make(const TlsCertificate& certificate, const TlsMaterial& 
     wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, nullptr);
 #ifdef HAVE_SESSION_TICKET
     if (material.ticket_lifetime_s > 0) {
-        // wolfSSL's built-in ticket keys live WOLFSSL_TICKET_KEY_LIFETIME (3600 s); a longer
-        // hint makes every handshake after the first fail. Clamp.
+        // wolfSSL's built-in ticket keys live 3600 s in two slots; a hint above half of that
+        // makes handshakes fail once both slots hold live keys. Clamp (ticket_lifetime_max_s).
         std::uint32_t hint = std::min<std::uint32_t>(material.ticket_lifetime_s, ticket_lifetime_max_s);
         wolfSSL_CTX_set_TicketHint(ctx, static_cast<int>(hint));
     } else {

@@ -37,14 +37,15 @@ struct TlsCertificate {
     std::vector<std::string> server_names;  // SNI names (lowercase); empty for the default.
 };
 
-// wolfSSL's own ticket keys rotate after an hour; a ticket may not outlive its key.
-inline constexpr std::uint32_t ticket_lifetime_max_s = 3600;
+// wolfSSL's own ticket keys live an hour and encrypt only tickets that expire before the key
+// does; with two key slots, a hint above half the key lifetime leaves no usable key.
+inline constexpr std::uint32_t ticket_lifetime_max_s = 1800;
 
 struct TlsMaterial {
     std::vector<TlsCertificate> certificates;  // [0] is the default; must not be empty.
     unsigned min_version = 12;                 // 12: TLS 1.2, 13: TLS 1.3.
     std::string ciphers;                       // wolfSSL/OpenSSL cipher list; empty: default.
-    std::uint32_t ticket_lifetime_s = 3600;    // Session tickets (resumption); 0: none.
+    std::uint32_t ticket_lifetime_s = 1800;    // Session tickets (resumption); 0: none.
 };
 
 // Reads `cert_file` and `key_file` (blocking: start-up and reload only).

@@ -1,0 +1,426 @@
+"""tests/integration/test_tls.py: TLS, AUTH and submission against the real ringpostd (issue 4).
+
+One daemon per test class serves mx (STARTTLS), submission (STARTTLS + AUTH required) and
+smtps (implicit TLS) with a certificate signed by a test CA that the test makes with openssl.
+Real clients: Python smtplib (starttls, SMTP_SSL), swaks --tls/--tlsc, openssl s_client
+-starttls smtp, curl --ssl-reqd. Every wait is bounded.
+"""
+
+import base64
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+from smtp_util import Raw, ringpost, wait_mailbox  # noqa: E402
+
+DEMO = "demo@example.test"
+HOST = "mail.example.test"
+
+
+def run(args, **kwargs):
+    return subprocess.run(args, capture_output=True, timeout=60, check=True, **kwargs)
+
+
+def make_ca(folder):
+    """A test CA: ca.pem / ca.key in `folder`."""
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "2", "-subj", "/CN=ringpost test CA",
+         "-keyout", os.path.join(folder, "ca.key"), "-out", os.path.join(folder, "ca.pem")])
+
+
+def make_cert(folder, name, common_name):
+    """A P-256 server certificate for `common_name` (and 127.0.0.1) signed by the test CA."""
+    key = os.path.join(folder, name + ".key")
+    csr = os.path.join(folder, name + ".csr")
+    cert = os.path.join(folder, name + ".pem")
+    ext = os.path.join(folder, name + ".ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:%s,IP:127.0.0.1\n" % common_name)
+    run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-subj", "/CN=" + common_name, "-keyout", key, "-out", csr])
+    run(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(folder, "ca.pem"),
+         "-CAkey", os.path.join(folder, "ca.key"), "-CAcreateserial", "-days", "2",
+         "-extfile", ext, "-out", cert])
+    return cert, key
+
+
+def tls_config(ports, cert, key, extra=""):
+    text = harness.BASE_CONFIG.format(cores=2, sessions=1024, per_ip=0, grace_ms=5000,
+                                      log_level="info")
+    text += "\n[smtp]\ntrusted_networks = []\n"
+    for kind, port in zip(("mx", "submission", "smtps"), ports):
+        text += '\n[[smtp.listener]]\naddress = "127.0.0.1:%d"\nkind = "%s"\n' % (port, kind)
+    text += ('\n[tls]\ncert_file = "%s"\nkey_file = "%s"\nhandshake_timeout_ms = 1500\n'
+             % (cert, key))
+    text += ("\n[auth]\nfailures_max = 5\nfailure_delay_ms = 20\nfailure_delay_max_ms = 200\n"
+             "hash_threads = 2\n")
+    return text + extra
+
+
+def client_context(ca):
+    context = ssl.create_default_context(cafile=ca)
+    context.check_hostname = True
+    return context
+
+
+def peer_common_name(sock):
+    """The CN of the certificate the server presented."""
+    der = sock.getpeercert(binary_form=True)
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    out = subprocess.run(["openssl", "x509", "-noout", "-subject"], input=pem.encode(),
+                         capture_output=True, timeout=30, check=True).stdout.decode()
+    return out.strip().split("CN", 1)[1].lstrip(" =")
+
+
+def plain_b64(user, password):
+    return base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
+
+
+class TlsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = tempfile.mkdtemp(prefix="ringpost-pki-")
+        make_ca(cls.pki)
+        cls.ca = os.path.join(cls.pki, "ca.pem")
+        cls.cert, cls.key = make_cert(cls.pki, "server", HOST)
+        # The daemon reads copies, so the reload test can replace them.
+        cls.live_cert = os.path.join(cls.pki, "live.pem")
+        cls.live_key = os.path.join(cls.pki, "live.key")
+        shutil.copy(cls.cert, cls.live_cert)
+        shutil.copy(cls.key, cls.live_key)
+        cls.ports = harness.free_ports(3)
+        cls.mx, cls.submission, cls.smtps = cls.ports
+        cls.d = harness.Daemon(config_text=tls_config(cls.ports, cls.live_cert, cls.live_key),
+                               wait_ports=cls.ports)
+        cls.d.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.d.stop()
+        log = cls.d.log()
+        with open(os.environ.get("RP_TLS_LOG", os.devnull), "w") as f:
+            f.write(log)
+        cls.d.__exit__(None, None, None)
+        shutil.rmtree(cls.pki, ignore_errors=True)
+        if code != 0:
+            raise AssertionError("ringpostd exit code %r\n%s" % (code, log))
+
+    def setUp(self):
+        self.assertIsNone(self.d.process.poll(), "ringpostd died:\n" + self.d.log())
+
+    def starttls(self, port, source="127.0.0.1"):
+        s = smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=(source, 0))
+        s.ehlo(HOST)
+        s.starttls(context=client_context(self.ca))
+        s.ehlo(HOST)
+        return s
+
+    # Proves smtplib STARTTLS on submission: the CA-verified certificate, TLS 1.3, AUTH
+    # offered only after TLS, and an authenticated user may relay and deliver locally; the
+    # stored message says ESMTPSA.
+    def test_smtplib_starttls_submission(self):
+        with smtplib.SMTP("127.0.0.1", self.submission, timeout=30) as s:
+            s.ehlo(HOST)
+            self.assertFalse(s.has_extn("auth"))
+            self.assertTrue(s.has_extn("starttls"))
+            s.starttls(context=client_context(self.ca))
+            self.assertEqual(s.sock.version(), "TLSv1.3")
+            s.ehlo(HOST)
+            self.assertIn("PLAIN", s.esmtp_features["auth"])
+            s.login(DEMO, "demo")
+            refused = s.sendmail(DEMO, [DEMO, "someone@remote.test"],
+                                 b"Subject: starttls submission\r\n\r\nhello\r\n")
+            self.assertEqual(refused, {})
+        found = []
+        deadline = time.monotonic() + 20
+        while not found and time.monotonic() < deadline:
+            messages = wait_mailbox(self.d, DEMO, 1)
+            found = [m for m in messages.values() if b"Subject: starttls submission" in m]
+            time.sleep(0.05)
+        self.assertEqual(len(found), 1)
+        self.assertIn(b"with ESMTPSA", found[0])
+
+    # Proves implicit TLS on smtps with SMTP_SSL: AUTH LOGIN works, MAIL before AUTH is 530,
+    # and a MAIL FROM that is not the user's own address is 553 5.7.1.
+    def test_smtp_ssl_policy(self):
+        with smtplib.SMTP_SSL("127.0.0.1", self.smtps, timeout=30,
+                              context=client_context(self.ca)) as s:
+            s.ehlo(HOST)
+            code, text = s.mail(DEMO)
+            self.assertEqual(code, 530, text)
+            s.rset()
+            s.user, s.password = DEMO, "demo"
+            code, text = s.auth("LOGIN", s.auth_login, initial_response_ok=False)
+            self.assertEqual(code, 235, text)
+            code, text = s.mail("other@example.test")
+            self.assertEqual(code, 553, text)
+            self.assertIn(b"5.7.1", text)
+            s.rset()
+            self.assertEqual(s.sendmail(DEMO, [DEMO], b"Subject: smtps\r\n\r\nx\r\n"), {})
+
+    # Proves AUTH before TLS is refused with 538 5.7.11 and bad base64 gets 501 5.5.2.
+    def test_auth_needs_tls_and_base64(self):
+        raw = Raw(self.submission)
+        self.assertEqual(raw.reply()[0], 220)
+        raw.command("EHLO client.test")
+        code, lines = raw.command("AUTH PLAIN " + plain_b64(DEMO, "demo"))
+        self.assertEqual(code, 538, lines)
+        self.assertIn("5.7.11", lines[0])
+        raw.close()
+        s = self.starttls(self.submission)
+        code, text = s.docmd("AUTH", "PLAIN not*base64!")
+        self.assertEqual(code, 501, text)
+        self.assertIn(b"5.5.2", text)
+        code, text = s.docmd("AUTH", "PLAIN")
+        self.assertEqual(code, 334, text)
+        code, text = s.docmd("*")
+        self.assertEqual(code, 501, text)
+        s.close()
+
+    # Proves port 25 (mx) with STARTTLS: no relay without AUTH (554), relay after AUTH.
+    def test_mx_relay_only_authenticated(self):
+        s = self.starttls(self.mx)
+        s.mail("x@remote.test")
+        code, text = s.rcpt("y@elsewhere.test")
+        self.assertEqual(code, 554, text)
+        s.rset()
+        s.login(DEMO, "demo")
+        s.mail(DEMO)
+        code, text = s.rcpt("y@elsewhere.test")
+        self.assertEqual(code, 250, text)
+        s.close()
+
+    # Proves swaks with STARTTLS (--tls) on submission and implicit TLS (--tlsc) on smtps.
+    def test_swaks(self):
+        if shutil.which("swaks") is None:
+            self.skipTest("swaks not installed")
+        for flag, port in (("--tls", self.submission), ("--tlsc", self.smtps)):
+            done = subprocess.run(
+                ["swaks", "--server", "127.0.0.1:%d" % port, flag, "--auth", "PLAIN",
+                 "--auth-user", DEMO, "--auth-password", "demo", "--from", DEMO, "--to", DEMO,
+                 "--header", "Subject: swaks %s" % flag, "--timeout", "20"],
+                capture_output=True, timeout=60)
+            out = done.stdout.decode(errors="replace")
+            self.assertEqual(done.returncode, 0, out)
+            self.assertIn("235 2.7.0", out)
+            self.assertIn("250 2.0.0", out)
+
+    # Proves openssl s_client -starttls smtp negotiates TLS 1.2 and TLS 1.3 and sees our
+    # certificate.
+    def test_openssl_s_client(self):
+        for version in ("-tls1_2", "-tls1_3"):
+            done = subprocess.run(
+                ["openssl", "s_client", "-starttls", "smtp", "-connect",
+                 "127.0.0.1:%d" % self.mx, version, "-CAfile", self.ca, "-servername", HOST,
+                 "-ign_eof"],
+                input=b"EHLO client.test\r\nQUIT\r\n", capture_output=True, timeout=30)
+            out = done.stdout.decode(errors="replace")
+            self.assertIn("CN = " + HOST, out)
+            self.assertIn("Verify return code: 0 (ok)", out)
+            self.assertIn("TLSv1.2" if version == "-tls1_2" else "TLSv1.3", out)
+            self.assertIn("250-AUTH PLAIN LOGIN", out)
+
+    # Proves curl --ssl-reqd (STARTTLS) submits a message with AUTH.
+    def test_curl(self):
+        if shutil.which("curl") is None:
+            self.skipTest("curl not installed")
+        body = os.path.join(self.pki, "curl-mail.txt")
+        with open(body, "w") as f:
+            f.write("Subject: curl\r\n\r\nfrom curl\r\n")
+        done = subprocess.run(
+            ["curl", "-sS", "--ssl-reqd", "--cacert", self.ca, "--url",
+             "smtp://127.0.0.1:%d" % self.submission, "--user", DEMO + ":demo",
+             "--mail-from", DEMO, "--mail-rcpt", DEMO, "--upload-file", body,
+             "--max-time", "30"], capture_output=True, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr.decode(errors="replace"))
+
+    # Proves garbage instead of a ClientHello closes the connection and the daemon lives.
+    def test_garbage_instead_of_client_hello(self):
+        for payload in (b"EHLO not tls\r\n", bytes(range(256)) * 8, b"\x16\x03\x01\xff\xff" + b"A" * 100):
+            sock = socket.create_connection(("127.0.0.1", self.smtps), timeout=10)
+            try:
+                sock.sendall(payload)
+                deadline = time.monotonic() + 10
+                closed = False
+                while time.monotonic() < deadline:
+                    try:
+                        chunk = sock.recv(4096)
+                    except ConnectionResetError:
+                        closed = True
+                        break
+                    if not chunk:
+                        closed = True
+                        break
+                self.assertTrue(closed, "not closed after %r" % payload[:16])
+            finally:
+                sock.close()
+        with smtplib.SMTP_SSL("127.0.0.1", self.smtps, timeout=30,
+                              context=client_context(self.ca)) as s:
+            self.assertEqual(s.noop()[0], 250)
+
+    # Proves a stalled handshake (half a ClientHello, then silence) times out and closes.
+    def test_stalled_handshake_times_out(self):
+        for port, starttls in ((self.smtps, False), (self.submission, True)):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+            try:
+                if starttls:
+                    f = sock.makefile("rb")
+                    f.readline()
+                    sock.sendall(b"EHLO x\r\n")
+                    while not f.readline().startswith(b"250 "):
+                        pass
+                    sock.sendall(b"STARTTLS\r\n")
+                    self.assertTrue(f.readline().startswith(b"220"))
+                sock.sendall(b"\x16\x03\x01\x02\x00\x01")  # A record header and one byte.
+                start = time.monotonic()
+                data = b""
+                try:
+                    while True:
+                        chunk = sock.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                except ConnectionResetError:
+                    pass
+                self.assertLess(time.monotonic() - start, 14, "no timeout")
+            finally:
+                sock.close()
+
+    # Proves plaintext pipelined after STARTTLS is discarded (CVE-2011-0411): the MAIL sent in
+    # the same packet as STARTTLS is not executed inside TLS, and EHLO is required again.
+    def test_pipelined_plaintext_after_starttls_discarded(self):
+        sock = socket.create_connection(("127.0.0.1", self.submission), timeout=15)
+        f = sock.makefile("rb")
+        f.readline()
+        sock.sendall(b"EHLO x\r\n")
+        while not f.readline().startswith(b"250 "):
+            pass
+        sock.sendall(b"STARTTLS\r\nRSET\r\nMAIL FROM:<demo@example.test>\r\n")
+        self.assertTrue(f.readline().startswith(b"220"))
+        tls = client_context(self.ca).wrap_socket(sock, server_hostname=HOST)
+        tf = tls.makefile("rb")
+        tls.sendall(b"RCPT TO:<demo@example.test>\r\n")
+        line = tf.readline()
+        self.assertTrue(line.startswith(b"503"), line)  # No MAIL (and no EHLO) inside TLS.
+        tls.sendall(b"EHLO x\r\n")
+        lines = []
+        while True:
+            line = tf.readline()
+            lines.append(line)
+            if line.startswith(b"250 "):
+                break
+        self.assertIn(b"250-AUTH PLAIN LOGIN\r\n", lines)
+        self.assertNotIn(b"250-STARTTLS\r\n", lines)
+        tls.close()
+
+    # Proves the failure throttle: from one client address (127.0.0.2), wrong passwords get
+    # 535 5.7.8 after a growing delay, and after failures_max the address gets 421 4.7.0,
+    # even with the right password. Other addresses are not affected.
+    def test_wrong_password_throttled(self):
+        results = []
+        for attempt in range(20):
+            try:
+                s = self.starttls(self.submission, source="127.0.0.2")
+            except (smtplib.SMTPException, OSError) as e:
+                results.append(("connect", str(e)))
+                continue
+            password = "demo" if attempt == 19 else "wrong%d" % attempt
+            code, text = s.docmd("AUTH", "PLAIN " + plain_b64(DEMO, password))
+            results.append((code, text))
+            try:
+                s.close()
+            except OSError:
+                pass
+        codes = [r[0] for r in results]
+        self.assertEqual(codes[:4], [535] * 4, results)
+        self.assertEqual(codes[4], 421, results)  # The 5th failure reaches the limit.
+        self.assertTrue(all(c == 421 for c in codes[5:]), results)
+        self.assertIn(b"4.7.0", results[19][1])
+        s = self.starttls(self.submission)  # 127.0.0.1 still may log in.
+        s.login(DEMO, "demo")
+        s.close()
+
+    # Proves `ringpost user add` plus SIGHUP lets a new account log in, `user passwd` changes
+    # its password, `user del` removes it.
+    def test_user_commands_and_reload(self):
+        def tool(*args, password=None):
+            return subprocess.run([harness.binary("ringpost"), "--config", self.d.config_path]
+                                  + list(args), input=password, capture_output=True,
+                                  cwd=self.d.folder, timeout=60)
+        self.assertEqual(tool("user", "add", "carol@example.test", password=b"pw1\n").returncode, 0)
+        self.assertNotEqual(tool("user", "add", "carol@example.test", password=b"x\n").returncode, 0)
+        self.assertNotEqual(tool("user", "add", "eve@other.test", password=b"x\n").returncode, 0)
+        self.assertIn(b"carol@example.test", tool("user", "list").stdout)
+        mark = len(self.d.log())
+        self.d.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "auth:" not in self.d.log()[mark:] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        s = self.starttls(self.submission)
+        s.login("carol@example.test", "pw1")
+        s.close()
+        self.assertEqual(tool("user", "passwd", "carol@example.test", password=b"pw2\n").returncode, 0)
+        self.assertEqual(tool("user", "del", "carol@example.test").returncode, 0)
+        self.assertNotIn(b"carol@example.test", tool("user", "list").stdout)
+
+
+class TlsReloadTest(unittest.TestCase):
+    # Proves SIGHUP reloads the certificate: new handshakes present the new one while a
+    # session opened before the reload goes on working.
+    def test_cert_reload(self):
+        pki = tempfile.mkdtemp(prefix="ringpost-pki-")
+        self.addCleanup(shutil.rmtree, pki, True)
+        make_ca(pki)
+        ca = os.path.join(pki, "ca.pem")
+        old_cert, old_key = make_cert(pki, "old", HOST)
+        new_cert, new_key = make_cert(pki, "new", "mail2.example.test")
+        live_cert, live_key = os.path.join(pki, "live.pem"), os.path.join(pki, "live.key")
+        shutil.copy(old_cert, live_cert)
+        shutil.copy(old_key, live_key)
+        ports = harness.free_ports(3)
+        with harness.Daemon(config_text=tls_config(ports, live_cert, live_key),
+                            wait_ports=ports) as d:
+            context = ssl.create_default_context(cafile=ca)
+            context.check_hostname = False
+            before = smtplib.SMTP_SSL("127.0.0.1", ports[2], timeout=30, context=context)
+            before.ehlo(HOST)
+            self.assertEqual(peer_common_name(before.sock), HOST)
+            shutil.copy(new_cert, live_cert)
+            shutil.copy(new_key, live_key)
+            mark = len(d.log())
+            d.signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while "certificate reloaded" not in d.log()[mark:] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertIn("certificate reloaded", d.log()[mark:])
+            # run_on_all posts to the shards; give them a moment, bounded.
+            names = set()
+            for _ in range(20):
+                with smtplib.SMTP_SSL("127.0.0.1", ports[2], timeout=30, context=context) as s:
+                    names.add(peer_common_name(s.sock))
+                if names == {"mail2.example.test"}:
+                    break
+                names.clear()
+                time.sleep(0.1)
+            self.assertEqual(names, {"mail2.example.test"})
+            self.assertEqual(before.noop()[0], 250)
+            before.login(DEMO, "demo")
+            self.assertEqual(before.sendmail(DEMO, [DEMO], b"Subject: across reload\r\n\r\nx\r\n"), {})
+            self.assertEqual(peer_common_name(before.sock), HOST)
+            before.quit()
+            self.assertEqual(d.stop(), 0)
+
+
+if __name__ == "__main__":
+    harness.require_io_uring()
+    unittest.main(verbosity=2)
