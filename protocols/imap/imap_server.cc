@@ -407,8 +407,10 @@ void ImapServer::handle_step(const ReadStep& step) {
                 reply_bad(tag_, "Command line too long");
                 return;
             }
+            // Inside AUTHENTICATE or IDLE the line answers that command: end it tagged.
+            reply_bad(mode_ == Mode::command ? std::string_view("*") : std::string_view(tag_),
+                      "Command line too long");
             mode_ = Mode::command;
-            reply_bad("*", "Command line too long");
             return;
         case ReadKind::literal:
             handle_literal(step);
@@ -446,7 +448,7 @@ void ImapServer::handle_literal(const ReadStep& step) {
             host_.append_abort();
         }
         mode_ = Mode::command;
-        reply_bad(mode_ == Mode::command ? std::string_view(tag_) : "*", "Unexpected literal");
+        reply_bad(tag_, "Unexpected literal");  // Ends the command that was in progress.
         if (!info.synchronizing && info.bytes > config_.append_bytes_max) {
             close_with_bye("Literal too big");
         }

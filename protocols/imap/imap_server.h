@@ -161,8 +161,11 @@ public:
     // CREATE/DELETE/RENAME/SUBSCRIBE/UNSUBSCRIBE -> mailbox_op_done(Status).
     virtual void mailbox_op(MailboxOp op, std::string_view name, std::string_view new_name) = 0;
     // SELECT/EXAMINE -> select_done(). From then on, until mailbox_close(), the host reports
-    // other sessions' changes of this mailbox with mailbox_exists/expunged/flags (never this
-    // session's own changes: their results come back in the completions).
+    // changes of this mailbox with mailbox_exists/expunged/flags: every new message (also
+    // those this session appended or copied there), and other sessions' expunges and flag
+    // changes. Echoes of this session's own changes are tolerated (an expunge or exists
+    // already known is ignored; a flag change becomes one more untagged FETCH, which RFC 3501
+    // 7.4.2 allows), so an adapter may forward every MailboxEvent as it comes.
     virtual void select(std::string_view mailbox, bool read_only) = 0;
     // The selected mailbox is closed (UNSELECT, CLOSE, SELECT of another, LOGOUT, lost).
     virtual void mailbox_close() = 0;
