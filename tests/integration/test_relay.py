@@ -127,7 +127,19 @@ class Sink:
         return out
 
     def wait_messages(self, count, timeout=20.0):
-        wait_for(lambda: len(self.messages()) >= count, timeout=timeout)
+        """At least `count` dumps, each complete: smtp-sink writes a dump while the
+        transaction runs, so a dump counts once it names a recipient and has not grown
+        since the previous look."""
+        last = {}
+
+        def ready():
+            nonlocal last
+            messages = self.messages()
+            sizes = {i: len(m) for i, m in enumerate(messages)}
+            stable = sizes == last and all(b"X-Rcpt-Args" in m for m in messages)
+            last = sizes
+            return len(messages) >= count and stable
+        wait_for(ready, timeout=timeout, step=0.1)
         return self.messages()
 
     def close(self):
