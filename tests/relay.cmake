@@ -20,3 +20,7 @@ rp_fuzz_target(fuzz_smtp_client
 
 # Real dnsmasq and smtp-sink on loopback addresses (127.0.0.2 ...).
 rp_integration_test(relay_integration SCRIPT integration/test_relay.py TIMEOUT 600)
+
+rp_unit_test(relay_connector_test
+  SOURCES unit/relay_connector_test.cc
+  LIBS rp_core)
