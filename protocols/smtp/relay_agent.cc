@@ -491,6 +491,9 @@ RelayAgent::~RelayAgent() {
 std::int64_t RelayAgent::now_s() const { return mail_.shard().reactor().clock().wall_seconds(); }
 
 void RelayAgent::start() {
+    if (options_.dns.resolvers.empty() && mail_.shard_index() == 0) {
+        log::warn("relay: no [dns] resolvers configured: mail for other domains stays queued");
+    }
     mail_.shard().on_stop([this](Shard&) { stop(); });
     // The first scan soon after start: mail queued before a restart goes out at once.
     mail_.shard().reactor().timer_arm(*this, 100'000'000ull);
