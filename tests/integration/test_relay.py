@@ -185,14 +185,15 @@ def tearDownModule():
 
 
 class RelayTest(unittest.TestCase):
-    def daemon(self, lifetime_s=3600, retry="[1]"):
+    def daemon(self, lifetime_s=3600, retry="[1]", trusted=("127.0.0.1/32",), more="",
+               more_ports=()):
         port, = harness.free_ports(1)
         extra = ("\n[dns]\nresolvers = [\"127.0.0.1:%d\"]\ntimeout_ms = 500\nattempts = 2\n"
                  "\n[relay]\nport = %d\nretry_schedule_s = %s\nmax_lifetime_s = %d\n"
                  "scan_interval_ms = 100\nconnect_timeout_ms = 2000\n"
-                 % (dns_server.port, sink_port, retry, lifetime_s))
-        d = harness.Daemon(config_text=smtp_config(port, trusted=("127.0.0.1/32",), extra=extra),
-                           wait_ports=[port])
+                 % (dns_server.port, sink_port, retry, lifetime_s)) + more
+        d = harness.Daemon(config_text=smtp_config(port, trusted=trusted, extra=extra),
+                           wait_ports=[port] + list(more_ports))
         d.port = port
         d.start()
         self.addCleanup(self.finish, d)
@@ -236,6 +237,33 @@ class RelayTest(unittest.TestCase):
         self.assertTrue(d.wait_log("status=sent", timeout=10))
         time.sleep(0.3)
         self.assertEqual(len(sink.messages()), 1)
+
+    # Proves relaying for an authenticated client (submission, STARTTLS, AUTH) that is not
+    # in a trusted network; the same client without AUTH may not relay (no open relay).
+    def test_authenticated_submission_relays(self):
+        import ssl
+        sink = self.sink("127.0.0.2")
+        sub, = harness.free_ports(1)
+        more = ('\n[tls]\ncert_file = "tls/cert.pem"\nkey_file = "tls/key.pem"\nself_signed = true\n'
+                '\n[[smtp.listener]]\naddress = "127.0.0.1:%d"\nkind = "submission"\n' % sub)
+        d = self.daemon(trusted=(), more=more, more_ports=[sub])
+        with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as client:
+            with self.assertRaises(smtplib.SMTPRecipientsRefused):
+                client.sendmail(DEMO, ["far@remote.test"], b"Subject: x\r\n\r\nx\r\n")
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # The daemon's self-signed certificate.
+        message = b"From: <demo@example.test>\r\nSubject: submitted\r\n\r\nfrom an authenticated client\r\n"
+        with smtplib.SMTP("127.0.0.1", sub, timeout=30) as client:
+            client.starttls(context=context)
+            client.login(DEMO, "demo")
+            self.assertEqual(client.sendmail(DEMO, ["far@remote.test"], message), {})
+        dumps = sink.wait_messages(1)
+        self.assertEqual(len(dumps), 1, d.log())
+        sender, rcpts, data = envelope(dumps[0])
+        self.assertEqual((sender, rcpts), (b"<demo@example.test>", [b"<far@remote.test>"]))
+        self.assertIn(b"Received: ", data)
+        self.assertIn(b"from an authenticated client", data)
 
     # Proves MX fallback: the first MX refuses connections, the second accepts; and the
     # implicit MX (no MX record: the domain's own address).
