@@ -306,6 +306,19 @@ class RelayTest(unittest.TestCase):
         self.assertIn(b"Subject: will bounce", dsn)
         self.assertNotIn(b".leading dot", dsn)  # Headers only, not the body.
 
+    # Proves that the bounce to a remote sender is relayed with the null sender.
+    def test_dsn_to_remote_sender_is_relayed(self):
+        self.sink("127.0.0.5", ["-f", "RCPT", "-B", "550 5.1.1 User unknown"])
+        home = self.sink("127.0.0.2")
+        d = self.daemon()
+        self.send(d, "someone@remote.test", ["nobody@reject.test"], subject="remote bounce")
+        dumps = home.wait_messages(1)
+        self.assertEqual(len(dumps), 1, d.log())
+        sender, rcpts, data = envelope(dumps[0])
+        self.assertEqual((sender, rcpts), (b"<>", [b"<someone@remote.test>"]))
+        self.assertIn(b"report-type=delivery-status", data)
+        self.assertIn(b"Subject: remote bounce", data)
+
     # Proves that a null sender's mail is never bounced (no bounce loops).
     def test_null_sender_not_bounced(self):
         self.sink("127.0.0.5", ["-f", "RCPT", "-B", "550 5.1.1 User unknown"])
