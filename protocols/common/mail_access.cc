@@ -166,6 +166,10 @@ Status MailAccess::submit(AccessClient& client, AccessRequest request, std::uint
 void MailAccess::release(unsigned owner, AccessOp op, std::uint64_t mailbox_id,
                          std::uint64_t token, std::uint64_t client) {
     RP_ASSERT(op == AccessOp::unlock || op == AccessOp::unwatch);
+    // Locks and watchers live in memory only: when the daemon stops they vanish with it, and
+    // the owner may have stopped reading its queue already (the message would never be
+    // freed).
+    if (mail_.shard().stopping()) return;
     auto job = std::make_unique<AccessJob>();
     job->cluster = &cluster_;
     job->request.op = op;
