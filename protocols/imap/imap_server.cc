@@ -1049,6 +1049,7 @@ bool ImapServer::resolve_set(const SequenceSet& set, bool uid, std::vector<std::
 }
 
 void ImapServer::do_fetch_like() {
+    host_status_ = Status::ok;  // No host call may happen (empty mailbox): forget the last one.
     is_search_ = cmd_.verb == Verb::search;
     matches_.clear();
     fetch_needs_ = 0;

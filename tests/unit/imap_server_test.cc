@@ -225,5 +225,61 @@ TEST(ImapServer, StartTls) {
     server.connection_lost();
 }
 
+// Proves a failed host call does not leak into the next command: SEARCH and FETCH over an
+// empty mailbox (no host call at all) answer OK after a COPY that failed.
+TEST(ImapServer, FailedHostStatusDoesNotLeak) {
+    Session s;
+    const std::string out = s.run(
+        "a LOGIN demo demo\r\nb SELECT INBOX\r\nc COPY 1 Nowhere\r\nd SELECT Sent\r\n"
+        "e SEARCH ALL\r\nf UID FETCH 1:* FLAGS\r\n");
+    EXPECT_NE(out.find("c NO [TRYCREATE]"), std::string::npos);
+    EXPECT_NE(out.find("* SEARCH\r\ne OK SEARCH completed"), std::string::npos);
+    EXPECT_NE(out.find("f OK UID FETCH completed"), std::string::npos);
+}
+
+// Counts APPEND data pieces that point into the driver's input buffer.
+class ZeroCopyHost : public FakeImapHost {
+public:
+    const char* input_begin = nullptr;
+    const char* input_end = nullptr;
+    std::size_t pieces_inside = 0;
+    std::size_t pieces = 0;
+    void append_data(std::span<const std::byte> bytes) override {
+        const char* p = reinterpret_cast<const char*>(bytes.data());
+        ++pieces;
+        if (p >= input_begin && p + bytes.size() <= input_end) ++pieces_inside;
+        FakeImapHost::append_data(bytes);
+    }
+};
+
+// Proves APPEND streams the message to the host as views into the input (zero copy), in
+// pieces as they arrive, and never holds the message in the server.
+TEST(ImapServer, AppendStreamsZeroCopy) {
+    ImapServerConfig c = test_config();
+    ZeroCopyHost host;
+    ImapServer server(c, host, ImapSessionInfo{});
+    host.server = &server;
+    server.greet();
+    const std::string login = "a LOGIN demo demo\r\n";
+    ASSERT_EQ(server.feed(as_bytes(login)), login.size());
+    const std::string body(100000, 'm');
+    const std::string head = "b APPEND INBOX {100000+}\r\n";
+    const std::string first = head + body.substr(0, 60000);
+    host.input_begin = first.data();
+    host.input_end = first.data() + first.size();
+    ASSERT_EQ(server.feed(as_bytes(first)), first.size());
+    const std::string second = body.substr(60000) + "\r\n";
+    host.input_begin = second.data();
+    host.input_end = second.data() + second.size();
+    ASSERT_EQ(server.feed(as_bytes(second)), second.size());
+    EXPECT_EQ(host.pieces, 2u);
+    EXPECT_EQ(host.pieces_inside, 2u);
+    EXPECT_EQ(host.boxes["INBOX"].messages.back().bytes->size(), 100000u);
+    std::string text;
+    while (server.has_output()) server.take_output(text);
+    EXPECT_NE(text.find("b OK [APPENDUID 1700000000 4] APPEND completed"), std::string::npos);
+    server.connection_lost();
+}
+
 }  // namespace
 }  // namespace rp::imap::testing
