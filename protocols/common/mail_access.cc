@@ -12,6 +12,10 @@ namespace {
 constexpr std::uint32_t cross_request = 1;  // Client shard -> owner: run a request.
 constexpr std::uint32_t cross_reply = 2;    // Owner -> client shard: the reply.
 constexpr std::uint32_t cross_event = 3;    // Owner -> watcher's shard: a MailboxEvent.
+// Releases carry no heap object (pointer = the AccessCluster, args = mailbox id and token or
+// client), so one left in a queue when a shard stops leaks nothing.
+constexpr std::uint32_t cross_unlock = 4;
+constexpr std::uint32_t cross_unwatch = 5;
 
 bool mutation(AccessOp op) {
     switch (op) {
@@ -103,6 +107,7 @@ MailAccess::~MailAccess() {
     cluster_.set(shard_index(), nullptr);
     // Messages still queued for other shards are dropped with their shard; clients are gone.
     for (CrossMessage& m : backlog_) {
+        if (m.kind == cross_unlock || m.kind == cross_unwatch) continue;  // Nothing owned.
         if (m.kind == cross_event) {
             delete static_cast<EventJob*>(m.pointer);
         } else {
@@ -170,19 +175,25 @@ void MailAccess::release(unsigned owner, AccessOp op, std::uint64_t mailbox_id,
     // the owner may have stopped reading its queue already (the message would never be
     // freed).
     if (mail_.shard().stopping()) return;
-    auto job = std::make_unique<AccessJob>();
-    job->cluster = &cluster_;
-    job->request.op = op;
-    job->origin = shard_index();
-    job->owner = owner;
-    job->client = client;
-    job->token = token;
-    job->mailbox_id = mailbox_id;
     if (owner == shard_index()) {
-        execute_release(*job);  // No reply: nothing re-enters the caller.
+        AccessJob job;
+        job.request.op = op;
+        job.origin = shard_index();
+        job.owner = owner;
+        job.client = client;
+        job.token = token;
+        job.mailbox_id = mailbox_id;
+        execute_release(job);  // No reply: nothing re-enters the caller.
         return;
     }
-    route(owner, cross_request, job.release());
+    CrossMessage message;
+    message.handler = &MailAccess::on_cross;
+    message.kind = op == AccessOp::unlock ? cross_unlock : cross_unwatch;
+    message.pointer = &cluster_;
+    message.args[0] = mailbox_id;
+    message.args[1] = op == AccessOp::unlock ? token : client;
+    message.args[2] = owner;
+    post_or_queue(message);
 }
 
 void MailAccess::route(unsigned to, std::uint32_t kind, void* pointer) {
@@ -192,7 +203,12 @@ void MailAccess::route(unsigned to, std::uint32_t kind, void* pointer) {
     message.kind = kind;
     message.pointer = pointer;
     message.args[0] = reinterpret_cast<std::uintptr_t>(&cluster_);
-    message.args[1] = to;
+    message.args[2] = to;
+    post_or_queue(message);
+}
+
+void MailAccess::post_or_queue(const CrossMessage& message) {
+    const auto to = static_cast<unsigned>(message.args[2]);
     if (backlog_.empty() && mail_.shard().post(to, message) == Status::ok) return;
     ++stats_.post_retries;
     backlog_.push_back(message);  // Order kept: later posts wait behind this one.
@@ -201,12 +217,25 @@ void MailAccess::route(unsigned to, std::uint32_t kind, void* pointer) {
 void MailAccess::on_tick() {
     while (!backlog_.empty()) {
         const CrossMessage& next = backlog_.front();
-        if (mail_.shard().post(static_cast<unsigned>(next.args[1]), next) != Status::ok) break;
+        if (mail_.shard().post(static_cast<unsigned>(next.args[2]), next) != Status::ok) break;
         backlog_.pop_front();
     }
 }
 
 void MailAccess::on_cross(Shard& to, const CrossMessage& message) {
+    if (message.kind == cross_unlock || message.kind == cross_unwatch) {
+        MailAccess* self = static_cast<AccessCluster*>(message.pointer)->get(to.index());
+        if (self == nullptr) return;
+        AccessJob job;
+        job.request.op = message.kind == cross_unlock ? AccessOp::unlock : AccessOp::unwatch;
+        job.origin = message.from;
+        job.owner = to.index();
+        job.mailbox_id = message.args[0];
+        job.token = message.kind == cross_unlock ? message.args[1] : 0;
+        job.client = message.kind == cross_unwatch ? message.args[1] : 0;
+        self->execute_release(job);
+        return;
+    }
     auto* cluster = reinterpret_cast<AccessCluster*>(static_cast<std::uintptr_t>(message.args[0]));
     MailAccess* self = cluster->get(to.index());
     if (message.kind == cross_event) {

@@ -230,6 +230,7 @@ private:
     void release(unsigned owner, AccessOp op, std::uint64_t mailbox_id, std::uint64_t token,
                  std::uint64_t client);
     void route(unsigned to, std::uint32_t kind, void* pointer);
+    void post_or_queue(const CrossMessage& message);
     static void on_cross(Shard& to, const CrossMessage& message);
     void on_deferred() override;
 
