@@ -205,8 +205,9 @@ class RelayTest(unittest.TestCase):
         else:
             code = d.process.returncode
             d.log_file.close()
+        log = d.log()
         d.__exit__(None, None, None)
-        self.assertEqual(code, 0, "ringpostd exit code")
+        self.assertEqual(code, 0, "ringpostd exit code:\n" + log[-6000:])
 
     def sink(self, address, options=()):
         s = Sink(address, sink_port, options)
@@ -362,6 +363,7 @@ class RelayTest(unittest.TestCase):
         d.process.kill()
         d.process.wait(timeout=10)
         d.log_file.close()
+        time.sleep(1.5)  # Every recipient is due again at the first scan after the restart.
         sink = self.sink("127.0.0.7")
         d.start()
         dumps = sink.wait_messages(count, timeout=30)
