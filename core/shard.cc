@@ -216,10 +216,18 @@ void Shard::thread_main() {
 }
 
 void Shard::loop() {
+    bool work_arrived = false;
     for (;;) {
-        reactor_->run_once(draining_ ? drain_wait_ns : loop_wait_ns);
-        drain_incoming();
-        if (reactor_->take_woken()) run_external();
+        // Cross-core messages and external work run after the reactor's tick hooks; what they
+        // stage (a delivery into the store) must not wait for the next event: when any
+        // arrived, the next iteration does not wait, so its ticks run at once.
+        const std::uint64_t wait_ns = work_arrived ? 0 : draining_ ? drain_wait_ns : loop_wait_ns;
+        reactor_->run_once(wait_ns);
+        work_arrived = drain_incoming() > 0;
+        if (reactor_->take_woken()) {
+            run_external();
+            work_arrived = true;
+        }
         if (!draining_ && engine_.stop_requested_.load(std::memory_order_acquire)) {
             begin_drain();
         }
@@ -246,7 +254,8 @@ void Shard::begin_drain() {
     sessions_->drain();
 }
 
-void Shard::drain_incoming() {
+unsigned Shard::drain_incoming() {
+    unsigned handled = 0;
     unsigned count = engine_.shard_count();
     for (unsigned from = 0; from < count; ++from) {
         if (from == index_) continue;
@@ -256,8 +265,10 @@ void Shard::drain_incoming() {
         CrossMessage message;
         for (unsigned i = 0; i < queue.capacity() && queue.pop(message); ++i) {
             message.handler(*this, message);
+            ++handled;
         }
     }
+    return handled;
 }
 
 void Shard::run_external() {

@@ -102,7 +102,7 @@ private:
     void thread_main();
     Status start_on_thread();
     void loop();
-    void drain_incoming();
+    unsigned drain_incoming();  // Returns how many messages ran.
     void run_external();
     void send_wakes();
     void begin_drain();

@@ -3,6 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <time.h>
+
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <fstream>
@@ -16,8 +19,25 @@ namespace {
 
 constexpr std::uint32_t cross_deliver = 1;  // Origin -> owner: deliver into INBOX.
 constexpr std::uint32_t cross_ack = 2;      // Owner -> origin: the delivery is durable.
-constexpr unsigned id_shard_shift = 48;
+// Message ids: the shard in the top 8 bits, then the wall clock in units of 2^-24 s (about
+// 60 ns; fits in 56 bits until 2106). Each id takes the next unit, or the current time when
+// that is later, so ids only grow and stay behind the clock while fewer than 16 million are
+// made per second: a restart, however soon, starts above every id issued before it. (Ids
+// restarted from the wall-clock second once reused ids after a quick restart, and delivery
+// keys then dropped new mail as duplicates.)
+constexpr unsigned id_shard_shift = 56;
 constexpr std::uint64_t id_low_mask = (std::uint64_t{1} << id_shard_shift) - 1;
+constexpr unsigned id_units_per_second_log2 = 24;
+
+// Read from the real-time clock itself: Clock offers whole seconds only.
+std::uint64_t id_clock_units() {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    const auto seconds = static_cast<std::uint64_t>(ts.tv_sec);
+    const auto fraction = (static_cast<std::uint64_t>(ts.tv_nsec) << id_units_per_second_log2) /
+                          1'000'000'000u;
+    return ((seconds << id_units_per_second_log2) | fraction) & id_low_mask;
+}
 
 }  // namespace
 
@@ -167,12 +187,10 @@ Result<std::unique_ptr<ShardMail>> ShardMail::open(Shard& shard, MailCluster& cl
             return s;
         }
     }
-    // Message ids: the wall clock at start, shifted so that 2^17 ids per second never catch
-    // up with the next start; and never below an id this store already holds.
-    std::uint64_t low = (static_cast<std::uint64_t>(shard.reactor().clock().wall_seconds()) << 17) &
-                        id_low_mask;
+    // Never below an id this store still holds, even if the clock stepped back.
+    std::uint64_t low = 0;
     for (const auto& [id, entry] : mail->store_->spool_all()) {
-        low = std::max(low, (id & id_low_mask) + 1);
+        if ((id >> id_shard_shift) == shard.index()) low = std::max(low, (id & id_low_mask) + 1);
     }
     mail->next_id_low_ = low;
     cluster.set(shard.index(), mail.get());
@@ -184,13 +202,15 @@ Result<std::unique_ptr<ShardMail>> ShardMail::open(Shard& shard, MailCluster& cl
 }
 
 std::uint64_t ShardMail::next_message_id() {
-    const std::uint64_t low = next_id_low_++ & id_low_mask;
-    return (std::uint64_t{shard_.index()} << id_shard_shift) | low;
+    const std::uint64_t low = std::max(next_id_low_, id_clock_units());
+    next_id_low_ = low + 1;
+    RP_ASSERT(shard_.index() < (1u << (64 - id_shard_shift)));
+    return (std::uint64_t{shard_.index()} << id_shard_shift) | (low & id_low_mask);
 }
 
 std::string ShardMail::queue_id_text(std::uint64_t message_id) {
     char text[24];
-    std::snprintf(text, sizeof text, "%013" PRIX64, message_id);
+    std::snprintf(text, sizeof text, "%014" PRIX64, message_id);
     return text;
 }
 

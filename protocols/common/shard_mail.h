@@ -98,8 +98,8 @@ public:
     const smtp::Directory& directory() const { return *directory_; }
     unsigned shard_index() const { return shard_.index(); }
 
-    // Unique per shard across restarts: shard in the top 16 bits, then a counter started from
-    // the wall clock.
+    // Unique across shards and restarts, increasing: shard in the top 8 bits, then the wall
+    // clock in 2^-24 s units (see shard_mail.cc).
     std::uint64_t next_message_id();
     static std::string queue_id_text(std::uint64_t message_id);
 

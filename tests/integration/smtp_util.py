@@ -8,9 +8,9 @@ import time
 import harness
 
 
-def smtp_config(port, users=("demo@example.test",), trusted=(), extra=""):
+def smtp_config(port, users=("demo@example.test",), trusted=(), extra="", cores=2):
     """A config with one MX listener on `port`, the given users, and `extra` appended."""
-    text = harness.BASE_CONFIG.format(cores=2, sessions=2048, per_ip=0, grace_ms=5000,
+    text = harness.BASE_CONFIG.format(cores=cores, sessions=2048, per_ip=0, grace_ms=5000,
                                       log_level="info")
     # BASE_CONFIG names demo@example.test already.
     for user in users:
