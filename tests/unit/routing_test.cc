@@ -29,8 +29,14 @@ config::Settings settings() {
     config::Settings s;
     s.domains.push_back({"Example.TEST", 1});
     s.domains.push_back({"other.test", 2});
-    s.users.push_back({"Demo@example.test", "demo", 3});
-    s.users.push_back({"bob@other.test", "b", 4});
+    config::UserSettings demo;
+    demo.address = "Demo@example.test";
+    demo.password = "demo";
+    s.users.push_back(demo);
+    config::UserSettings bob;
+    bob.address = "bob@other.test";
+    bob.password = "b";
+    s.users.push_back(bob);
     s.smtp.trusted_networks = {"192.0.2.0/24", "2001:db8::/32", "10.1.2.3"};
     return s;
 }
