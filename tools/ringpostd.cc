@@ -27,6 +27,7 @@
 #include "protocols/auth/auth_pool.h"
 #include "protocols/common/mail_access.h"
 #include "protocols/common/shard_mail.h"
+#include "protocols/imap/imap_session.h"
 #include "protocols/pop3/pop3_session.h"
 #include "protocols/smtp/relay_agent.h"
 #include "protocols/smtp/routing.h"
@@ -63,6 +64,7 @@ public:
     // Destroyed before `mail`, which it observes; the POP3 factories go before it.
     std::unique_ptr<rp::mail::MailAccess> access;
     std::vector<std::unique_ptr<rp::pop3::Pop3Factory>> pop3;
+    std::vector<std::unique_ptr<rp::imap::ImapFactory>> imap;
     // Outbound delivery of this shard's spool; destroyed first (it works on `mail`).
     std::unique_ptr<rp::smtp::RelayAgent> relay;
 };
@@ -163,10 +165,10 @@ Status shard_tls_apply(rp::Shard& shard, const std::shared_ptr<const rp::tls::Tl
 }
 
 // The listener kinds this build serves. Others in the config (submission and smtps need the
-// TLS/auth work, pop3s TLS, imap the IMAP work) are reported at start and not bound.
+// TLS/auth work, pop3s TLS) are reported at start and not bound.
 bool served_kind(std::string_view kind) {
     return kind == "mx" || kind == "submission" || kind == "smtps" || kind == "test-echo" ||
-           kind == "pop3";
+           kind == "pop3" || kind == "imap" || kind == "imaps";
 }
 
 bool add_listeners(const std::vector<rp::config::ListenerSettings>& list,
@@ -261,6 +263,14 @@ Status shard_setup(rp::Shard& shard, Shared& shared) {
         local->smtp.push_back(std::make_unique<rp::smtp::SmtpFactory>(
             *local->mail, shard.sessions(), *settings, listener.kind));
         Status status = shard.sessions().register_protocol(listener.kind, *local->smtp.back(),
+                                                           is_tls_kind(listener.kind));
+        if (status != Status::ok) return status;
+    }
+    for (const auto& listener : settings->imap.listeners) {
+        if (shard.sessions().has_protocol(listener.kind)) continue;  // One factory per kind.
+        local->imap.push_back(std::make_unique<rp::imap::ImapFactory>(
+            *local->access, shard.sessions(), *settings, listener.kind));
+        Status status = shard.sessions().register_protocol(listener.kind, *local->imap.back(),
                                                            is_tls_kind(listener.kind));
         if (status != Status::ok) return status;
     }

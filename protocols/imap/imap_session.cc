@@ -1,0 +1,945 @@
+// protocols/imap/imap_session.cc: see imap_session.h.
+#include "protocols/imap/imap_session.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "core/limits.h"
+#include "core/log.h"
+
+namespace rp::imap {
+namespace {
+
+constexpr std::size_t stream_slice_bytes = 16384;  // Literal bytes written per step.
+constexpr std::uint64_t tag_list = 1;
+constexpr std::uint64_t tag_status = 2;
+constexpr std::uint64_t tag_mailbox_op = 3;
+constexpr std::uint64_t tag_select = 4;
+constexpr std::uint64_t tag_load = 5;
+constexpr std::uint64_t tag_stream = 6;
+constexpr std::uint64_t tag_store = 7;
+constexpr std::uint64_t tag_copy = 8;
+constexpr std::uint64_t tag_expunge_read = 9;
+constexpr std::uint64_t tag_expunge = 10;
+constexpr std::uint64_t tag_append_check = 11;
+constexpr std::uint64_t tag_append = 12;
+constexpr std::uint64_t tag_refresh = 13;  // Above 8 bits: the view generation it reads for.
+constexpr unsigned tag_kind_bits = 8;
+
+bool is_loopback(const sockaddr_storage& peer) {
+    if (peer.ss_family == AF_INET) {
+        const auto* v4 = reinterpret_cast<const sockaddr_in*>(&peer);
+        return (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (peer.ss_family == AF_INET6) {
+        const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&peer);
+        if (IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr)) return true;
+        return IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr) && v6->sin6_addr.s6_addr[12] == 127;
+    }
+    return false;
+}
+
+storage::FlagMode flag_mode(StoreMode mode) {
+    switch (mode) {
+        case StoreMode::add: return storage::FlagMode::add;
+        case StoreMode::remove: return storage::FlagMode::remove;
+        case StoreMode::replace: break;
+    }
+    return storage::FlagMode::replace;
+}
+
+std::uint32_t flags_apply(std::uint32_t old, StoreMode mode, std::uint32_t flags) {
+    switch (mode) {
+        case StoreMode::add: return old | flags;
+        case StoreMode::remove: return old & ~flags;
+        case StoreMode::replace: break;
+    }
+    return flags;
+}
+
+const mail::MessageEntry* entry_find(const std::vector<mail::MessageEntry>& list,
+                                     std::uint32_t uid) {
+    auto it = std::lower_bound(list.begin(), list.end(), uid,
+                               [](const mail::MessageEntry& m, std::uint32_t u) { return m.uid < u; });
+    return it != list.end() && it->uid == uid ? &*it : nullptr;
+}
+
+class ImapSession;
+
+// Routes the pieces of one of the session's two BodyReaders back to it.
+class ReaderSink final : public mail::BodyReaderDone {
+public:
+    ReaderSink(ImapSession& session, bool stream) : session_(session), stream_(stream) {}
+    void body_piece(Status status, std::span<const std::byte> bytes, bool last) override;
+
+private:
+    ImapSession& session_;
+    bool stream_;
+};
+
+class ImapSession final : public ProtocolSession,
+                          public ImapHost,
+                          public mail::AccessHandler,
+                          public pop3::PasswordCheckDone {
+public:
+    explicit ImapSession(ImapFactory& factory)
+        : factory_(factory), load_sink_(*this, false), stream_sink_(*this, true) {}
+    ~ImapSession() override {
+        RP_ASSERT(load_reader_ == nullptr);
+        RP_ASSERT(stream_reader_ == nullptr);
+    }
+
+    // ---- ProtocolSession ----
+    void on_open(const SessionInfo& info, SessionOutput& out) override {
+        handle_ = info.handle;
+        client_address_ = std::string(info.peer_text);
+        ImapSessionInfo session;
+        session.tls_active = info.tls_active;
+        session.tls_available = info.tls_available && !info.tls_active;
+        session.plaintext_auth_allowed = is_loopback(info.peer);
+        server_.emplace(factory_.server_config(), *this, session);
+        client_.emplace(factory_.access(), *this);
+        server_->greet();
+        pump(out);
+        arm(out);
+    }
+
+    std::size_t on_bytes(std::span<const std::byte> bytes, BufferRef* /*source*/,
+                         SessionOutput& out) override {
+        return run(bytes, out);
+    }
+
+    void on_timeout(SessionOutput& out) override {
+        if (server_->host_busy() && !streaming_) {
+            arm(out);  // Waiting on the store, not on the client.
+            return;
+        }
+        log::info("shard {}: imap {} {}: idle timeout", shard(), client_address_, account_);
+        server_->on_timeout();
+        pump(out);
+        out.close_after_flush();
+    }
+
+    void on_drain(SessionOutput& out) override {
+        server_->begin_shutdown();
+        pump(out);
+        if (server_->wants_close()) out.close_after_flush();
+    }
+
+    void on_output_drained(SessionOutput& out) override {
+        arm(out);  // The client is reading: progress.
+        if (streaming_) {
+            stream_write(out);
+            if (streaming_) return;
+        }
+        settle(out);
+    }
+
+    void on_tls_started(SessionOutput& out) override {
+        tls_starting_ = false;
+        server_->tls_started();
+        pump(out);
+        arm(out);
+    }
+
+    void on_close(Status /*reason*/) override {
+        if (server_) server_->connection_lost();
+        if (checking_) factory_.passwords().cancel(*this);
+        checking_ = false;
+        if (load_reader_ != nullptr) load_reader_->cancel();
+        load_reader_ = nullptr;
+        if (stream_reader_ != nullptr) stream_reader_->cancel();
+        stream_reader_ = nullptr;
+        client_.reset();  // Drops replies in flight; releases the watches.
+        server_.reset();
+    }
+
+    // ---- ImapHost ----
+    void login(std::string_view user, std::string_view password) override {
+        const smtp::Account* account = factory_.access().mail().directory().find_account(user);
+        if (account == nullptr) {
+            log::info("shard {}: imap {}: login failed: unknown user", shard(), client_address_);
+            server_->login_done(Status::refused);
+            return;
+        }
+        account_ = account->address;
+        checking_ = true;
+        factory_.passwords().check(*account, password, *this);
+    }
+
+    void list(bool /*with_status*/) override {
+        mail::AccessRequest request;
+        request.op = mail::AccessOp::list;
+        request.account = account_;
+        if (Status s = client_->submit(std::move(request), tag_list); s != Status::ok) {
+            server_->list_done(s, {});
+        }
+    }
+
+    void status(std::string_view mailbox) override {
+        if (Status s = submit_open(mailbox, false, tag_status); s != Status::ok) {
+            server_->status_done(s, {});
+        }
+    }
+
+    void mailbox_op(MailboxOp op, std::string_view name, std::string_view new_name) override {
+        mail::AccessRequest request;
+        request.account = account_;
+        request.mailbox = std::string(name);
+        switch (op) {
+            case MailboxOp::create: request.op = mail::AccessOp::create; break;
+            case MailboxOp::delete_: request.op = mail::AccessOp::remove; break;
+            case MailboxOp::rename:
+                request.op = mail::AccessOp::rename;
+                request.target = std::string(new_name);
+                break;
+            case MailboxOp::subscribe: case MailboxOp::unsubscribe:
+                server_->mailbox_op_done(Status::ok);  // Every mailbox counts as subscribed.
+                return;
+        }
+        if (Status s = client_->submit(std::move(request), tag_mailbox_op); s != Status::ok) {
+            server_->mailbox_op_done(s);
+        }
+    }
+
+    void select(std::string_view mailbox, bool read_only) override {
+        mailbox_close();  // The server closes the previous one first; be sure of it.
+        select_read_only_ = read_only;
+        select_name_ = std::string(mailbox);
+        // A watch lives as long as the client: watch each mailbox once. Past
+        // watches_per_client_max mailboxes a SELECT still works, without live updates.
+        select_watch_ = !watched_.contains(select_name_) &&
+                        watched_.size() < mail::watches_per_client_max;
+        if (Status s = submit_open(mailbox, select_watch_, tag_select); s != Status::ok) {
+            server_->select_done(s, {});
+        }
+    }
+
+    void mailbox_close() override {
+        selected_id_ = 0;
+        ++view_generation_;  // Refreshes in flight are for the old view now.
+        refreshing_ = false;
+        refresh_again_ = false;
+        messages_.clear();
+        flag_uids_.clear();
+    }
+
+    void fetch(const ImapFetchRequest& request) override {
+        fetch_uids_.assign(request.uids.begin(), request.uids.end());
+        fetch_index_ = 0;
+        fetch_needs_ = request.needs;
+        fetch_next();
+    }
+
+    void store(std::span<const std::uint32_t> uids, StoreMode mode, std::uint32_t flags,
+               std::span<const std::string> /*keywords*/) override {
+        mail::AccessRequest request;
+        request.op = mail::AccessOp::flags_set;
+        request.account = account_;
+        request.mailbox = selected_name_;
+        request.uids.assign(uids.begin(), uids.end());
+        request.mode = flag_mode(mode);
+        request.flags = flags & flag_bits_all;
+        store_mode_ = mode;
+        store_flags_ = flags & flag_bits_all;
+        store_uids_.assign(uids.begin(), uids.end());
+        if (Status s = client_->submit(std::move(request), tag_store); s != Status::ok) {
+            server_->store_done(s, {});
+        }
+    }
+
+    void copy(std::span<const std::uint32_t> uids, std::string_view mailbox, bool move) override {
+        mail::AccessRequest request;
+        request.op = move ? mail::AccessOp::move : mail::AccessOp::copy;
+        request.account = account_;
+        request.mailbox = selected_name_;
+        request.target = std::string(mailbox);
+        request.uids.assign(uids.begin(), uids.end());
+        if (Status s = client_->submit(std::move(request), tag_copy); s != Status::ok) {
+            server_->copy_done(s, 0, {});
+        }
+    }
+
+    // The flags we hold may be stale (another session's STORE): read them fresh first.
+    void expunge(std::span<const std::uint32_t> uids) override {
+        expunge_filter_.assign(uids.begin(), uids.end());
+        if (Status s = submit_open(selected_name_, false, tag_expunge_read); s != Status::ok) {
+            server_->expunge_done(s, {});
+        }
+    }
+
+    void append_begin(const ImapAppendRequest& request) override {
+        append_mailbox_ = std::string(request.mailbox);
+        append_flags_ = request.flags & flag_bits_all;
+        append_date_ = request.internal_date;
+        append_bytes_.clear();
+        if (request.bytes > factory_.server_config().append_bytes_max) {
+            server_->append_ready(Status::too_big);
+            return;
+        }
+        append_bytes_.reserve(request.bytes);
+        mail::AccessRequest check;
+        check.op = mail::AccessOp::status;
+        check.account = account_;
+        check.mailbox = append_mailbox_;
+        if (Status s = client_->submit(std::move(check), tag_append_check); s != Status::ok) {
+            server_->append_ready(s);
+        }
+    }
+
+    void append_data(std::span<const std::byte> bytes) override {
+        // bounds: the server stops the literal at the size append_begin() accepted.
+        append_bytes_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    }
+
+    void append_end() override {
+        mail::AccessRequest request;
+        request.op = mail::AccessOp::append;
+        request.account = account_;
+        request.mailbox = append_mailbox_;
+        request.flags = append_flags_;
+        request.internal_date = append_date_;
+        request.bytes = std::move(append_bytes_);
+        append_bytes_.clear();
+        if (Status s = client_->submit(std::move(request), tag_append); s != Status::ok) {
+            server_->append_done(s, 0, 0);
+        }
+    }
+
+    void append_abort() override {
+        append_bytes_.clear();
+        append_bytes_.shrink_to_fit();
+    }
+
+    // ---- PasswordCheckDone ----
+    void password_checked(Status status) override {
+        RP_ASSERT(checking_);
+        checking_ = false;
+        if (status != Status::ok) {
+            log::info("shard {}: imap {}: login failed for {}", shard(), client_address_,
+                      account_);
+            server_->login_done(Status::refused);
+        } else {
+            log::info("shard {}: imap {}: {} logged in", shard(), client_address_, account_);
+            server_->login_done(Status::ok);
+        }
+        after_host();
+    }
+
+    // ---- AccessHandler ----
+    void access_done(std::uint64_t tag, mail::AccessOp /*op*/, mail::AccessReply& reply) override {
+        switch (tag & ((1u << tag_kind_bits) - 1)) {
+            case tag_list: listed(reply); break;
+            case tag_status: status_read(reply); break;
+            case tag_mailbox_op: server_->mailbox_op_done(reply.status); break;
+            case tag_select: selected(reply); break;
+            case tag_load: load_opened(reply); break;
+            case tag_stream: stream_opened(reply); break;
+            case tag_store: stored(reply); break;
+            case tag_copy:
+                server_->copy_done(reply.status, reply.uidvalidity, reply.uid_map);
+                break;
+            case tag_expunge_read: expunge_read(reply); break;
+            case tag_expunge: expunged(reply); break;
+            case tag_append_check: server_->append_ready(reply.status); break;
+            case tag_append:
+                server_->append_done(reply.status, reply.uidvalidity, reply.uid);
+                break;
+            default:
+                RP_ASSERT((tag & ((1u << tag_kind_bits) - 1)) == tag_refresh);
+                refreshed(reply, tag >> tag_kind_bits);
+                break;
+        }
+        after_host();
+    }
+
+    void mailbox_changed(const mail::MailboxEvent& event) override {
+        if (!server_ || selected_id_ == 0 || event.mailbox_id != selected_id_) return;
+        if (event.kind == mail::MailboxEvent::Kind::expunge) {
+            for (std::uint32_t uid : event.uids) {
+                server_->mailbox_expunged(uid);
+                auto it = std::lower_bound(
+                    messages_.begin(), messages_.end(), uid,
+                    [](const mail::MessageEntry& m, std::uint32_t u) { return m.uid < u; });
+                if (it != messages_.end() && it->uid == uid) messages_.erase(it);
+            }
+            after_host();
+            return;
+        }
+        if (event.kind == mail::MailboxEvent::Kind::flags) {
+            // bounds: a mailbox's size; cleared by every refresh.
+            flag_uids_.insert(flag_uids_.end(), event.uids.begin(), event.uids.end());
+        }
+        refresh();
+    }
+
+    // ---- the two body readers ----
+    void reader_piece(bool stream, Status status, std::span<const std::byte> bytes, bool last) {
+        if (stream) {
+            stream_piece(status, bytes, last);
+        } else {
+            load_piece(status, bytes, last);
+        }
+    }
+
+private:
+    unsigned shard() const { return factory_.access().shard_index(); }
+
+    SessionOutput* output() {
+        SessionOutput* out = factory_.driver().find(handle_);
+        RP_ASSERT(out != nullptr);  // Async answers stop when the session closes.
+        return out;
+    }
+
+    Status submit_open(std::string_view mailbox, bool watch, std::uint64_t tag) {
+        mail::AccessRequest request;
+        request.op = mail::AccessOp::open;
+        request.account = account_;
+        request.mailbox = std::string(mailbox);
+        request.watch = watch;
+        return client_->submit(std::move(request), tag);
+    }
+
+    void listed(mail::AccessReply& reply) {
+        std::vector<ImapMailboxEntry> entries;
+        entries.reserve(reply.mailboxes.size());
+        for (const storage::MailboxInfo& info : reply.mailboxes) {
+            ImapMailboxEntry e;
+            e.name = info.name;
+            e.special_use = info.special_use;
+            e.subscribed = true;
+            e.status.messages = info.message_count;
+            e.status.uidnext = info.uidnext;
+            e.status.uidvalidity = info.uidvalidity;
+            e.status.highest_modseq = info.highest_modseq;
+            entries.push_back(e);
+        }
+        server_->list_done(reply.status, entries);
+    }
+
+    void status_read(mail::AccessReply& reply) {
+        ImapMailboxStatus s;
+        if (reply.status == Status::ok) {
+            const mail::MailboxSnapshot& snap = reply.snapshot;
+            s.messages = static_cast<std::uint32_t>(snap.messages.size());
+            s.uidnext = snap.uidnext;
+            s.uidvalidity = snap.uidvalidity;
+            s.highest_modseq = snap.highest_modseq;
+            for (const mail::MessageEntry& m : snap.messages) {
+                if ((m.flags & flag_seen) == 0) ++s.unseen;
+                if ((m.flags & flag_deleted) != 0) ++s.deleted;
+                s.size += m.size;  // bounds: a sum of stored sizes, far below 2^64.
+            }
+        }
+        server_->status_done(reply.status, s);
+    }
+
+    void selected(mail::AccessReply& reply) {
+        if (reply.status != Status::ok) {
+            server_->select_done(reply.status, {});
+            return;
+        }
+        mail::MailboxSnapshot& snap = reply.snapshot;
+        // The name may now be another mailbox (deleted and created again): watch that one too.
+        auto watched = watched_.find(select_name_);
+        const bool rewatch = watched != watched_.end() && watched->second != snap.mailbox_id;
+        if (select_watch_ || rewatch) watched_[select_name_] = snap.mailbox_id;
+        selected_id_ = snap.mailbox_id;
+        selected_name_ = select_name_;
+        messages_ = std::move(snap.messages);
+        flag_uids_.clear();
+        std::vector<std::uint32_t> uids;
+        uids.reserve(messages_.size());
+        ImapSelectInfo info;
+        for (const mail::MessageEntry& m : messages_) {
+            uids.push_back(m.uid);
+            if (info.first_unseen_uid == 0 && (m.flags & flag_seen) == 0) {
+                info.first_unseen_uid = m.uid;
+            }
+        }
+        uid_high_ = uids.empty() ? 0 : uids.back();
+        info.uidvalidity = snap.uidvalidity;
+        info.uidnext = snap.uidnext;
+        info.highest_modseq = snap.highest_modseq;
+        info.uids = uids;
+        info.read_only = select_read_only_;
+        server_->select_done(Status::ok, info);
+        if (rewatch) refresh(true);
+    }
+
+    // ---- FETCH ----
+
+    // Answers the request's messages in order; loads a body when the request needs its bytes
+    // or MIME structure and it is not the cached one.
+    void fetch_next() {
+        while (fetch_index_ < fetch_uids_.size()) {
+            const mail::MessageEntry* entry = entry_find(messages_, fetch_uids_[fetch_index_]);
+            if (entry == nullptr) {
+                ++fetch_index_;  // Expunged meanwhile: skipped.
+                continue;
+            }
+            if (fetch_needs_ != 0 && !(cache_valid_ && cache_uid_ == entry->uid &&
+                                       cache_mailbox_ == selected_id_)) {
+                load_start(*entry);
+                return;
+            }
+            emit(*entry);
+            ++fetch_index_;
+        }
+        server_->fetch_done(Status::ok);
+    }
+
+    void emit(const mail::MessageEntry& entry) {
+        ImapMessageData data;
+        data.uid = entry.uid;
+        data.flags = entry.flags & flag_bits_all;
+        data.internal_date = entry.internal_date;
+        data.size = entry.size;
+        data.modseq = entry.modseq;
+        data.body_token = entry.uid;
+        if (fetch_needs_ != 0) {
+            data.size = cache_bytes_.size();
+            data.mime = &cache_mime_;
+            data.bytes = std::as_bytes(std::span<const char>(cache_bytes_));
+        }
+        stream_bodies_[entry.uid] = {entry.body, data.size};
+        server_->fetch_message(data);
+    }
+
+    void load_start(const mail::MessageEntry& entry) {
+        cache_valid_ = false;
+        cache_bytes_.clear();
+        cache_uid_ = entry.uid;
+        cache_mailbox_ = selected_id_;
+        if (entry.size > factory_.server_config().append_bytes_max) {
+            server_->fetch_done(Status::too_big);
+            return;
+        }
+        mail::AccessRequest request;
+        request.op = mail::AccessOp::body_open;
+        request.body = entry.body;
+        if (Status s = client_->submit(std::move(request), tag_load); s != Status::ok) {
+            server_->fetch_done(s);
+        }
+    }
+
+    void load_opened(mail::AccessReply& reply) {
+        if (reply.status != Status::ok) {
+            server_->fetch_done(reply.status);
+            return;
+        }
+        if (reply.body.pieces.empty()) {
+            load_finish();
+            return;
+        }
+        cache_bytes_.reserve(reply.body.bytes);
+        load_reader_ = mail::BodyReader::start(factory_.access().mail().shard().io(),
+                                               std::move(reply.body), load_sink_);
+    }
+
+    void load_piece(Status status, std::span<const std::byte> bytes, bool last) {
+        if (status != Status::ok) {
+            log::error("shard {}: imap {}: message unreadable: {}", shard(), account_,
+                       status_name(status));
+            load_reader_->cancel();
+            load_reader_ = nullptr;
+            server_->fetch_done(status);
+            after_host();
+            return;
+        }
+        cache_bytes_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        if (!last) {
+            load_reader_->next();
+            return;
+        }
+        load_reader_->cancel();
+        load_reader_ = nullptr;
+        load_finish();
+        after_host();
+    }
+
+    void load_finish() {
+        cache_mime_ = mime_parse(cache_bytes_);
+        cache_valid_ = true;
+        fetch_next();
+    }
+
+    // ---- streamed literals ----
+
+    void stream_start(const ImapStreamPiece& piece) {
+        RP_ASSERT(!streaming_);
+        streaming_ = true;
+        stream_ = piece;
+        stream_position_ = 0;
+        stream_chunk_ = {};
+        auto it = stream_bodies_.find(static_cast<std::uint32_t>(piece.body_token));
+        RP_ASSERT(it != stream_bodies_.end());  // emit() recorded every token it handed out.
+        mail::AccessRequest request;
+        request.op = mail::AccessOp::body_open;
+        request.body = it->second.body;
+        if (Status s = client_->submit(std::move(request), tag_stream); s != Status::ok) {
+            stream_failed(s);
+        }
+    }
+
+    void stream_opened(mail::AccessReply& reply) {
+        if (reply.status != Status::ok || reply.body.pieces.empty()) {
+            stream_failed(reply.status);
+            return;
+        }
+        stream_reader_ = mail::BodyReader::start(factory_.access().mail().shard().io(),
+                                                 std::move(reply.body), stream_sink_);
+    }
+
+    void stream_piece(Status status, std::span<const std::byte> bytes, bool last) {
+        if (status != Status::ok) {
+            stream_failed(status);
+            after_host();
+            return;
+        }
+        // Keep only the part of this extent inside the wanted range.
+        const std::uint64_t begin = stream_position_;
+        stream_position_ += bytes.size();  // bounds: at most the body's size.
+        const std::uint64_t want_begin = stream_.offset;
+        const std::uint64_t want_end = stream_.offset + stream_.bytes;
+        const std::uint64_t from = std::max(begin, want_begin);
+        const std::uint64_t to = std::min(stream_position_, want_end);
+        stream_chunk_ = from < to ? bytes.subspan(from - begin, to - from)
+                                  : std::span<const std::byte>{};
+        stream_last_ = last;
+        SessionOutput* out = output();
+        stream_write(*out);
+        if (!streaming_) settle(*out);
+    }
+
+    // Writes the current extent's slice while the send queue has room.
+    void stream_write(SessionOutput& out) {
+        RP_ASSERT(streaming_);
+        while (!stream_chunk_.empty()) {
+            if (out.output_queued_bytes() >= limits::session_output_high_bytes) return;
+            const std::size_t n = std::min(stream_chunk_.size(), stream_slice_bytes);
+            out.write(stream_chunk_.first(n));
+            stream_chunk_ = stream_chunk_.subspan(n);
+            stream_.bytes -= n;
+            stream_.offset += n;
+        }
+        if (stream_.bytes == 0) {
+            stream_end();
+            return;
+        }
+        if (stream_last_ || stream_reader_ == nullptr) {
+            stream_failed(Status::truncated);
+            return;
+        }
+        stream_reader_->next();
+    }
+
+    // The literal's length is on the wire already: pad it so the client stays in step, then
+    // say why (a FETCH cannot take back what it sent).
+    void stream_failed(Status status) {
+        log::error("shard {}: imap {}: message unreadable while sending it: {}", shard(),
+                   account_, status_name(status));
+        SessionOutput* out = output();
+        const std::string pad(static_cast<std::size_t>(std::min<std::uint64_t>(stream_.bytes, 1u << 20)), ' ');
+        std::uint64_t left = stream_.bytes;
+        while (left > 0) {
+            const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(left, pad.size()));
+            out->write(std::string_view(pad.data(), n));
+            left -= n;
+        }
+        stream_.bytes = 0;
+        stream_end();
+    }
+
+    void stream_end() {
+        streaming_ = false;
+        stream_chunk_ = {};
+        if (stream_reader_ != nullptr) stream_reader_->cancel();
+        stream_reader_ = nullptr;
+    }
+
+    // ---- STORE, EXPUNGE ----
+
+    void stored(mail::AccessReply& reply) {
+        if (reply.status != Status::ok) {
+            server_->store_done(reply.status, {});
+            return;
+        }
+        std::vector<ImapFlagUpdate> updates;
+        updates.reserve(store_uids_.size());
+        for (std::uint32_t uid : store_uids_) {
+            auto it = std::lower_bound(
+                messages_.begin(), messages_.end(), uid,
+                [](const mail::MessageEntry& m, std::uint32_t u) { return m.uid < u; });
+            if (it == messages_.end() || it->uid != uid) continue;
+            mail::MessageEntry* entry = &*it;
+            entry->flags = flags_apply(entry->flags, store_mode_, store_flags_);
+            entry->modseq = reply.modseq;
+            updates.push_back({uid, entry->flags & flag_bits_all, {}, reply.modseq});
+        }
+        server_->store_done(Status::ok, updates);
+    }
+
+    void expunge_read(mail::AccessReply& reply) {
+        if (reply.status != Status::ok) {
+            server_->expunge_done(reply.status, {});
+            return;
+        }
+        expunge_uids_.clear();
+        for (const mail::MessageEntry& m : reply.snapshot.messages) {
+            if ((m.flags & flag_deleted) == 0) continue;
+            if (!expunge_filter_.empty() &&
+                !std::binary_search(expunge_filter_.begin(), expunge_filter_.end(), m.uid)) {
+                continue;
+            }
+            expunge_uids_.push_back(m.uid);
+        }
+        if (expunge_uids_.empty()) {
+            server_->expunge_done(Status::ok, {});
+            return;
+        }
+        mail::AccessRequest request;
+        request.op = mail::AccessOp::expunge;
+        request.account = account_;
+        request.mailbox = selected_name_;
+        request.uids = expunge_uids_;
+        if (Status s = client_->submit(std::move(request), tag_expunge); s != Status::ok) {
+            server_->expunge_done(s, {});
+        }
+    }
+
+    void expunged(mail::AccessReply& reply) {
+        if (reply.status == Status::ok) {
+            std::erase_if(messages_, [&](const mail::MessageEntry& m) {
+                return std::binary_search(expunge_uids_.begin(), expunge_uids_.end(), m.uid);
+            });
+        }
+        server_->expunge_done(reply.status, reply.status == Status::ok
+                                                ? std::span<const std::uint32_t>(expunge_uids_)
+                                                : std::span<const std::uint32_t>{});
+    }
+
+    // ---- changes of the selected mailbox ----
+
+    // `watch`: also start watching the mailbox (a refresh reply diffs either way).
+    void refresh(bool watch = false) {
+        if (refreshing_) {
+            refresh_again_ = true;
+            refresh_watch_ = refresh_watch_ || watch;
+            return;
+        }
+        const std::uint64_t tag = (view_generation_ << tag_kind_bits) | tag_refresh;
+        if (submit_open(selected_name_, watch, tag) != Status::ok) return;
+        refreshing_ = true;
+    }
+
+    // Diffs the fresh snapshot against the one we hold: new UIDs are EXISTS, missing ones
+    // EXPUNGE, changed (or reported) flags a FETCH.
+    void refreshed(mail::AccessReply& reply, std::uint64_t generation) {
+        if (generation != view_generation_) return;  // For a view closed since.
+        refreshing_ = false;
+        const bool current = reply.status == Status::ok && selected_id_ != 0 &&
+                             reply.snapshot.mailbox_id == selected_id_;
+        if (current) {
+            std::vector<mail::MessageEntry>& fresh = reply.snapshot.messages;
+            for (const mail::MessageEntry& m : messages_) {
+                if (entry_find(fresh, m.uid) == nullptr) server_->mailbox_expunged(m.uid);
+            }
+            std::sort(flag_uids_.begin(), flag_uids_.end());
+            for (const mail::MessageEntry& m : fresh) {
+                const mail::MessageEntry* old = entry_find(messages_, m.uid);
+                if (old == nullptr) {
+                    if (m.uid > uid_high_) {
+                        server_->mailbox_exists(m.uid);
+                        uid_high_ = m.uid;
+                    }
+                    continue;
+                }
+                if (old->flags != m.flags ||
+                    std::binary_search(flag_uids_.begin(), flag_uids_.end(), m.uid)) {
+                    server_->mailbox_flags({m.uid, m.flags & flag_bits_all, {}, m.modseq});
+                }
+            }
+            flag_uids_.clear();
+            messages_ = std::move(fresh);
+        }
+        if (refresh_again_ && selected_id_ != 0) {
+            refresh_again_ = false;
+            const bool watch = refresh_watch_;
+            refresh_watch_ = false;
+            refresh(watch);
+        }
+    }
+
+    // ---- driving the server ----
+
+    void arm(SessionOutput& out) {
+        switch (server_->timeout_kind()) {
+            case ImapTimeoutKind::login: out.set_timeout_ms(ImapFactory::login_timeout_ms); break;
+            default: out.set_timeout_ms(factory_.idle_timeout_ms()); break;
+        }
+    }
+
+    // Moves the server's output to the send queue, starting a streamed literal when one
+    // comes up (the text after it waits until it is sent).
+    void pump(SessionOutput& out) {
+        while (!streaming_ && server_->has_output()) {
+            if (server_->has_stream()) {
+                stream_start(server_->take_stream());
+                continue;
+            }
+            text_.clear();
+            server_->take_output(text_);
+            if (!text_.empty()) out.write(text_);
+        }
+        if (!streaming_ && !server_->has_output() && !server_->host_busy() && load_reader_ == nullptr) {
+            stream_bodies_.clear();  // Every literal handed out is sent.
+        }
+    }
+
+    // Sends, lets a FETCH waiting for the output go on, then reads again when nothing holds
+    // the session back.
+    void settle(SessionOutput& out) {
+        for (;;) {
+            pump(out);
+            if (server_->wants_close()) {
+                if (!streaming_) out.close_after_flush();
+                return;
+            }
+            if (streaming_ || out.output_queued_bytes() >= limits::session_output_high_bytes) {
+                return;  // on_output_drained() comes back here.
+            }
+            // Ends: each round answers one more batch of a FETCH/SEARCH, or nothing.
+            server_->on_output_drained();
+            if (!server_->has_output()) break;
+        }
+        if (server_->waiting_for_tls()) {
+            if (!tls_starting_) tls_starting_ = out.start_tls();
+            return;
+        }
+        if (!server_->paused() && !streaming_) out.resume_reading();
+    }
+
+    // After an asynchronous answer or event.
+    void after_host() {
+        if (!server_) return;
+        SessionOutput* out = output();
+        settle(*out);
+        arm(*out);
+    }
+
+    std::size_t run(std::span<const std::byte> bytes, SessionOutput& out) {
+        std::size_t consumed = 0;
+        for (;;) {
+            if (streaming_ || out.output_queued_bytes() >= limits::session_output_high_bytes) {
+                out.pause_reading();
+                return consumed;
+            }
+            consumed += server_->feed(bytes.subspan(consumed));
+            const bool answered = server_->has_output();
+            settle(out);
+            if (server_->wants_close()) return bytes.size();
+            if (server_->waiting_for_tls()) return bytes.size();  // RFC 3501 6.2.1: discarded.
+            if (answered) arm(out);
+            if (server_->paused() || streaming_) {
+                out.pause_reading();
+                return consumed;
+            }
+            if (consumed == bytes.size()) return consumed;
+        }
+    }
+
+    struct StreamBody {
+        storage::BodyRef body;
+        std::uint64_t size;
+    };
+
+    ImapFactory& factory_;
+    ReaderSink load_sink_;
+    ReaderSink stream_sink_;
+    std::optional<ImapServer> server_;
+    std::optional<mail::AccessClient> client_;
+    SessionHandle handle_;
+    std::string client_address_;
+    std::string account_;
+    std::string text_;
+    bool checking_ = false;
+    bool tls_starting_ = false;
+    // The selected mailbox.
+    std::uint64_t selected_id_ = 0;
+    std::string selected_name_;
+    std::vector<mail::MessageEntry> messages_;
+    std::uint32_t uid_high_ = 0;
+    std::uint64_t view_generation_ = 0;
+    std::unordered_map<std::string, std::uint64_t> watched_;
+    std::string select_name_;
+    bool select_watch_ = false;
+    bool select_read_only_ = false;
+    // Changes made by others.
+    std::vector<std::uint32_t> flag_uids_;
+    bool refreshing_ = false;
+    bool refresh_again_ = false;
+    bool refresh_watch_ = false;
+    // FETCH.
+    std::vector<std::uint32_t> fetch_uids_;
+    std::size_t fetch_index_ = 0;
+    std::uint32_t fetch_needs_ = 0;
+    mail::BodyReader* load_reader_ = nullptr;
+    bool cache_valid_ = false;
+    std::uint32_t cache_uid_ = 0;
+    std::uint64_t cache_mailbox_ = 0;
+    std::string cache_bytes_;
+    MimeMessage cache_mime_;
+    std::unordered_map<std::uint32_t, StreamBody> stream_bodies_;
+    // The literal being streamed.
+    bool streaming_ = false;
+    ImapStreamPiece stream_;
+    std::uint64_t stream_position_ = 0;
+    std::span<const std::byte> stream_chunk_;
+    bool stream_last_ = false;
+    mail::BodyReader* stream_reader_ = nullptr;
+    // STORE, EXPUNGE, APPEND.
+    StoreMode store_mode_ = StoreMode::add;
+    std::uint32_t store_flags_ = 0;
+    std::vector<std::uint32_t> store_uids_;
+    std::vector<std::uint32_t> expunge_filter_;
+    std::vector<std::uint32_t> expunge_uids_;
+    std::string append_mailbox_;
+    std::uint32_t append_flags_ = 0;
+    std::int64_t append_date_ = 0;
+    std::string append_bytes_;
+};
+
+void ReaderSink::body_piece(Status status, std::span<const std::byte> bytes, bool last) {
+    session_.reader_piece(stream_, status, bytes, last);
+}
+
+}  // namespace
+
+ImapFactory::ImapFactory(mail::MailAccess& access, SessionDriver& driver,
+                         const config::Settings& settings, std::string kind,
+                         pop3::PasswordChecker* passwords)
+    : access_(access),
+      driver_(driver),
+      passwords_(passwords),
+      idle_timeout_ms_(settings.imap.idle_timeout_ms),
+      kind_(std::move(kind)) {
+    if (passwords_ == nullptr) {
+        plaintext_ = std::make_unique<pop3::PlaintextPasswords>(access.mail().shard().reactor());
+        passwords_ = plaintext_.get();
+    }
+    server_config_.hostname = settings.server.hostname;
+    busy_reply_ = "* BYE [UNAVAILABLE] " + settings.server.hostname +
+                  " too busy, try again later\r\n";
+    per_ip_reply_ = "* BYE [UNAVAILABLE] Too many connections from your address\r\n";
+}
+
+std::size_t ImapFactory::session_bytes() const { return sizeof(ImapSession); }
+std::size_t ImapFactory::session_align() const { return alignof(ImapSession); }
+ProtocolSession* ImapFactory::create(void* storage) { return new (storage) ImapSession(*this); }
+
+}  // namespace rp::imap
