@@ -735,13 +735,7 @@ Result<MailStore::UidMap> MailStore::message_move(std::string_view account, std:
     auto map = copy_into(*src, uids, *dst);
     std::vector<std::uint32_t> moved;
     for (auto [old_uid, new_uid] : *map) moved.push_back(old_uid);
-    Expunge rec{src->id, 0, {}};
-    for (std::size_t i = 0; i < moved.size(); i += limits::uids_per_record_max) {
-        const std::size_t n = std::min<std::size_t>(limits::uids_per_record_max, moved.size() - i);
-        rec.uids.assign(moved.begin() + static_cast<long>(i), moved.begin() + static_cast<long>(i + n));
-        rec.modseq = src->highest_modseq + 1;
-        stage(RecordType::expunge, scope_make(ScopeKind::mailbox, src->id), encoded(rec));
-    }
+    stage_expunges(*src, moved);
     if (own_txn) {
         txn_explicit_ = false;
         if (!txn_records_.empty()) {
@@ -749,6 +743,18 @@ Result<MailStore::UidMap> MailStore::message_move(std::string_view account, std:
         }
     }
     return map;
+}
+
+// Stages expunge records for `uids` (present in `box`), at most uids_per_record_max a record,
+// each with the mailbox's next modseq.
+void MailStore::stage_expunges(Mailbox& box, const std::vector<std::uint32_t>& uids) {
+    Expunge rec{box.id, 0, {}};
+    for (std::size_t i = 0; i < uids.size(); i += limits::uids_per_record_max) {
+        const std::size_t n = std::min<std::size_t>(limits::uids_per_record_max, uids.size() - i);
+        rec.uids.assign(uids.begin() + static_cast<long>(i), uids.begin() + static_cast<long>(i + n));
+        rec.modseq = box.highest_modseq + 1;
+        stage(RecordType::expunge, scope_make(ScopeKind::mailbox, box.id), encoded(rec));
+    }
 }
 
 Result<std::uint64_t> MailStore::expunge(std::string_view account, std::string_view mailbox,
@@ -764,13 +770,7 @@ Result<std::uint64_t> MailStore::expunge(std::string_view account, std::string_v
     present.erase(std::unique(present.begin(), present.end()), present.end());
     const bool own_txn = !txn_explicit_;
     txn_explicit_ = true;
-    Expunge rec{box->id, 0, {}};
-    for (std::size_t i = 0; i < present.size(); i += limits::uids_per_record_max) {
-        const std::size_t n = std::min<std::size_t>(limits::uids_per_record_max, present.size() - i);
-        rec.uids.assign(present.begin() + static_cast<long>(i), present.begin() + static_cast<long>(i + n));
-        rec.modseq = box->highest_modseq + 1;
-        stage(RecordType::expunge, scope_make(ScopeKind::mailbox, box->id), encoded(rec));
-    }
+    stage_expunges(*box, present);
     if (own_txn) {
         txn_explicit_ = false;
         if (!txn_records_.empty()) {

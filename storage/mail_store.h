@@ -319,6 +319,7 @@ private:
     // Applies `payload` to the index and adds it to the open transaction (auto-committed
     // outside txn_begin). Asserts the index accepts it: callers validated first.
     Status stage(RecordType type, std::uint64_t scope, std::string payload);
+    void stage_expunges(Mailbox& box, const std::vector<std::uint32_t>& uids);
     Status op_begin(std::size_t payload_bytes);
     Status op_end();
     Result<std::uint32_t> keyword_bits(Account& account, const std::vector<std::string>& names,

@@ -18,25 +18,15 @@
 #include <sstream>
 
 #include "tests/unit/pop3_test_harness.h"
+#include "tests/unit/golden_util.h"
 
 namespace rp::pop3::testing {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string read_file(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
+using rp::testing::golden::hex_value;
+using rp::testing::golden::read_file;
 
 bool unescape(std::string_view line, std::string& out) {
     for (std::size_t i = 0; i < line.size(); ++i) {
