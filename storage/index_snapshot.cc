@@ -62,6 +62,8 @@ std::string snapshot_encode(const MailboxIndex& index, const SnapshotMeta& meta,
         w.i64(a.created);
         w.u32(static_cast<std::uint32_t>(a.keywords.size()));
         for (const auto& k : a.keywords) w.str(k);
+        w.u32(static_cast<std::uint32_t>(a.subscriptions.size()));
+        for (const auto& name : a.subscriptions) w.str(name);
         put_record(out, RecordType::snap_account, p, count);
     }
     for (const auto& [id, box] : index.mailboxes) {
@@ -151,6 +153,18 @@ Status decode_one(RecordType type, std::span<const std::byte> payload, MailboxIn
             if (!r.count(n, limits::keywords_per_account_max, 4)) return Status::corrupt;
             a.keywords.resize(n);
             for (auto& k : a.keywords) r.str(k, limits::mailbox_name_bytes_max);
+            // Snapshots written before subscriptions existed end here.
+            if (r.ok() && r.remaining() > 0) {
+                std::uint32_t subs = 0;
+                if (!r.count(subs, limits::mailboxes_per_account_max, 5)) return Status::corrupt;
+                for (std::uint32_t i = 0; i < subs; ++i) {
+                    std::string name;
+                    if (!r.str(name, limits::mailbox_name_bytes_max) || name.empty()) {
+                        return Status::corrupt;
+                    }
+                    a.subscriptions.insert(std::move(name));
+                }
+            }
             if (!r.done() || index.accounts.count(a.id) || index.account_ids.count(a.name)) {
                 return Status::corrupt;
             }

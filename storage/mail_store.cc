@@ -524,6 +524,28 @@ Status MailStore::mailbox_repair(std::string_view account, std::string_view mail
     return op_end();
 }
 
+Status MailStore::mailbox_subscribe(std::string_view account, std::string_view mailbox,
+                                    bool subscribed) {
+    if (!mailbox_name_ok(mailbox)) return Status::invalid;
+    const Account* a = index_.account(account);
+    if (!a) return Status::not_found;
+    const std::string name = mailbox_name(mailbox);
+    if (subscribed && !a->subscriptions.count(name) &&
+        a->subscriptions.size() >= limits::mailboxes_per_account_max) {
+        return Status::full;
+    }
+    if (Status s = op_begin(name.size() + 64); s != Status::ok) return s;
+    stage(RecordType::subscription_set, scope_make(ScopeKind::account, a->id),
+          encoded(SubscriptionSet{a->id, name, subscribed}));
+    return op_end();
+}
+
+std::vector<std::string> MailStore::subscriptions(std::string_view account) const {
+    const Account* a = index_.account(account);
+    if (!a) return {};
+    return {a->subscriptions.begin(), a->subscriptions.end()};
+}
+
 // ---- messages ----
 
 Result<std::uint32_t> MailStore::keyword_bits(Account& account, const std::vector<std::string>& names,

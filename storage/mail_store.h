@@ -224,6 +224,15 @@ public:
     [[nodiscard]] Status mailbox_rename(std::string_view account, std::string_view from,
                                         std::string_view to);
     [[nodiscard]] Status mailbox_delete(std::string_view account, std::string_view mailbox);
+    // IMAP SUBSCRIBE / UNSUBSCRIBE (RFC 3501 6.3.6, 6.3.7). Durable like the other mailbox
+    // operations. Any valid name may be subscribed, whether or not the mailbox exists, and a
+    // subscription outlives DELETE and RENAME of its mailbox. Unsubscribing a name that is not
+    // subscribed is ok (the record is still written, so `on_durable` callers get their callback).
+    // invalid (bad name), not_found (no account), full (mailboxes_per_account_max names).
+    [[nodiscard]] Status mailbox_subscribe(std::string_view account, std::string_view mailbox,
+                                           bool subscribed);
+    // Subscribed names, sorted (INBOX in any case is stored as "INBOX").
+    std::vector<std::string> subscriptions(std::string_view account) const;
     // An operator accepts a quarantined mailbox as it is (ringpost store repair).
     [[nodiscard]] Status mailbox_repair(std::string_view account, std::string_view mailbox);
 

@@ -84,6 +84,7 @@ Status MailboxIndex::apply(RecordType type, std::span<const std::byte> payload, 
         case RecordType::mailbox_rename:
         case RecordType::mailbox_delete:
         case RecordType::keyword_define:
+        case RecordType::subscription_set:
         case RecordType::mailbox_repair: return apply_mailbox(type, payload, lsn);
         case RecordType::message_append:
         case RecordType::flags_set:
@@ -202,6 +203,22 @@ Status MailboxIndex::apply_mailbox(RecordType type, std::span<const std::byte> p
             auto acct = accounts.find(v.account_id);
             if (acct == accounts.end() || v.index != acct->second.keywords.size()) return Status::corrupt;
             acct->second.keywords.push_back(v.name);
+            return Status::ok;
+        }
+        case RecordType::subscription_set: {
+            SubscriptionSet v;
+            if (!decode(payload, v)) return Status::corrupt;
+            auto acct = accounts.find(v.account_id);
+            if (acct == accounts.end()) return Status::corrupt;
+            auto& subs = acct->second.subscriptions;
+            if (!v.subscribed) {
+                subs.erase(v.name);
+                return Status::ok;
+            }
+            if (subs.size() >= limits::mailboxes_per_account_max && !subs.count(v.name)) {
+                return Status::corrupt;
+            }
+            subs.insert(v.name);
             return Status::ok;
         }
         default: return Status::corrupt;

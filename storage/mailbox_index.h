@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -55,6 +56,7 @@ struct Account {
     std::int64_t created = 0;
     std::map<std::string, std::uint64_t> mailboxes;  // Name -> mailbox id.
     std::vector<std::string> keywords;               // Index -> keyword name.
+    std::set<std::string> subscriptions;             // IMAP SUBSCRIBE, sorted.
 };
 
 struct Body {

@@ -26,6 +26,7 @@ std::string_view record_type_name(RecordType type) {
         case RecordType::commit: return "commit";
         case RecordType::mailbox_repair: return "mailbox_repair";
         case RecordType::segment_seal: return "segment_seal";
+        case RecordType::subscription_set: return "subscription_set";
         case RecordType::snap_state: return "snap_state";
         case RecordType::snap_account: return "snap_account";
         case RecordType::snap_mailbox: return "snap_mailbox";
@@ -38,7 +39,7 @@ std::string_view record_type_name(RecordType type) {
 }
 
 bool record_type_known(std::uint16_t type) {
-    return (type >= 1 && type <= static_cast<std::uint16_t>(RecordType::segment_seal)) ||
+    return (type >= 1 && type <= static_cast<std::uint16_t>(RecordType::subscription_set)) ||
            (type >= 64 && type <= static_cast<std::uint16_t>(RecordType::snap_end));
 }
 
@@ -325,6 +326,21 @@ bool decode(std::span<const std::byte> in, KeywordDefine& v) {
     v.index = r.u32();
     r.str(v.name, limits::mailbox_name_bytes_max);
     return r.done() && v.index < limits::keywords_per_account_max && !v.name.empty();
+}
+
+void encode(std::string& out, const SubscriptionSet& v) {
+    ByteWriter w(out);
+    w.u64(v.account_id);
+    w.str(v.name);
+    w.u8(v.subscribed ? 1 : 0);
+}
+bool decode(std::span<const std::byte> in, SubscriptionSet& v) {
+    ByteReader r(in);
+    v.account_id = r.u64();
+    r.str(v.name, limits::mailbox_name_bytes_max);
+    const std::uint8_t subscribed = r.u8();
+    v.subscribed = subscribed == 1;
+    return r.done() && subscribed <= 1 && !v.name.empty();
 }
 
 void encode(std::string& out, const MessageAppend& v) {

@@ -71,6 +71,7 @@ enum class RecordType : std::uint16_t {
     mailbox_repair,   // IdOnly (mailbox id): an operator accepted a quarantined mailbox.
     segment_seal,     // IdOnly (next segment id): the last record of a full segment. Recovery
                       // knows from it that the segment's tail is complete.
+    subscription_set, // SubscriptionSet: IMAP SUBSCRIBE / UNSUBSCRIBE of a mailbox name.
     // Snapshot-only records (index_snapshot.cc).
     snap_state = 64,
     snap_account,
@@ -256,6 +257,13 @@ struct MailboxRename {
     std::string name;
 };
 
+// RFC 3501 6.3.6: a name may be subscribed whether or not the mailbox exists.
+struct SubscriptionSet {
+    std::uint64_t account_id = 0;
+    std::string name;
+    bool subscribed = false;
+};
+
 struct KeywordDefine {
     std::uint64_t account_id = 0;
     std::uint32_t index = 0;
@@ -349,6 +357,7 @@ void encode(std::string& out, const AccountCreate& v);
 void encode(std::string& out, const MailboxCreate& v);
 void encode(std::string& out, const MailboxRename& v);
 void encode(std::string& out, const KeywordDefine& v);
+void encode(std::string& out, const SubscriptionSet& v);
 void encode(std::string& out, const MessageAppend& v);
 void encode(std::string& out, const FlagsSet& v);
 void encode(std::string& out, const Expunge& v);
@@ -364,6 +373,7 @@ bool decode(std::span<const std::byte> in, AccountCreate& v);
 bool decode(std::span<const std::byte> in, MailboxCreate& v);
 bool decode(std::span<const std::byte> in, MailboxRename& v);
 bool decode(std::span<const std::byte> in, KeywordDefine& v);
+bool decode(std::span<const std::byte> in, SubscriptionSet& v);
 bool decode(std::span<const std::byte> in, MessageAppend& v);
 bool decode(std::span<const std::byte> in, FlagsSet& v);
 bool decode(std::span<const std::byte> in, Expunge& v);

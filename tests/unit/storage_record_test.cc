@@ -48,6 +48,8 @@ TEST(StorageRecord, EveryTypeRoundTrips) {
     EXPECT_EQ(round_trip(MailboxCreate{3, 4, "Sent", special_sent, 77}).special_use, special_sent);
     EXPECT_EQ(round_trip(MailboxRename{4, "Old"}).name, "Old");
     EXPECT_EQ(round_trip(KeywordDefine{3, 0, "$Junk"}).name, "$Junk");
+    EXPECT_TRUE(round_trip(SubscriptionSet{3, "Lists/a", true}).subscribed);
+    EXPECT_FALSE(round_trip(SubscriptionSet{3, "Lists/a", false}).subscribed);
     MessageAppend app{4, 2, {11, "x@y"}, {{1, flag_seen, {}, 123, 456, {0, 7}}}};
     app.messages[0].keywords[0] = 5;
     auto app2 = round_trip(app);
@@ -81,6 +83,14 @@ TEST(StorageRecord, DecodersRejectBadValues) {
     std::string bp;
     encode(bp, lie);
     EXPECT_FALSE(decode(as_bytes(bp), lie));
+    std::string sp;
+    encode(sp, SubscriptionSet{3, "x", true});
+    sp.back() = 2;  // Neither subscribed nor unsubscribed.
+    SubscriptionSet sub;
+    EXPECT_FALSE(decode(as_bytes(sp), sub));
+    sp.clear();
+    encode(sp, SubscriptionSet{3, "", true});
+    EXPECT_FALSE(decode(as_bytes(sp), sub));
 }
 
 // Proves the header CRC, record CRC, magic and version checks, and that a payload flip is a

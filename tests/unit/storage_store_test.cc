@@ -700,5 +700,45 @@ TEST_F(Store, SnapshotBoundsReplay) {
     EXPECT_EQ(store->messages("a@x", "INBOX")->size(), 101u);
 }
 
+// Proves subscriptions: names of missing mailboxes may be subscribed (RFC 3501 6.3.6),
+// INBOX is case-insensitive, unsubscribe removes, they survive DELETE, the errors, and they
+// are recovered both from the log and from a snapshot.
+TEST_F(Store, Subscriptions) {
+    open();
+    ASSERT_EQ(store->account_create("a@x"), Status::ok);
+    EXPECT_TRUE(store->subscriptions("a@x").empty());
+    Durable d;
+    store->on_durable(&d);
+    ASSERT_EQ(store->mailbox_subscribe("a@x", "inbox", true), Status::ok);
+    ASSERT_EQ(store->mailbox_subscribe("a@x", "Lists/none-yet", true), Status::ok);
+    ASSERT_EQ(store->mailbox_subscribe("a@x", "Sent", true), Status::ok);
+    ASSERT_EQ(store->mailbox_subscribe("a@x", "Sent", true), Status::ok);  // Twice is once.
+    ASSERT_EQ(store->mailbox_subscribe("a@x", "Trash", true), Status::ok);
+    ASSERT_EQ(store->mailbox_subscribe("a@x", "Trash", false), Status::ok);
+    ASSERT_EQ(store->mailbox_subscribe("a@x", "Never", false), Status::ok);
+    EXPECT_EQ(store->mailbox_subscribe("a@x", "", true), Status::invalid);
+    EXPECT_EQ(store->mailbox_subscribe("nobody@x", "INBOX", true), Status::not_found);
+    EXPECT_TRUE(store->subscriptions("nobody@x").empty());
+    flush();
+    EXPECT_EQ(d.calls, 1);
+    EXPECT_EQ(d.status, Status::ok);
+    const std::vector<std::string> want{"INBOX", "Lists/none-yet", "Sent"};
+    EXPECT_EQ(store->subscriptions("a@x"), want);
+    ASSERT_EQ(store->mailbox_delete("a@x", "Sent"), Status::ok);  // RFC 3501 6.3.4: stays.
+    flush();
+    open();  // From the log.
+    EXPECT_FALSE(store->open_report().snapshot_loaded);
+    EXPECT_EQ(store->subscriptions("a@x"), want);
+    Snap snap;
+    ASSERT_EQ(store->snapshot(snap), Status::ok);
+    io.run_pending();
+    ASSERT_EQ(snap.status, Status::ok);
+    ASSERT_EQ(store->mailbox_subscribe("a@x", "INBOX", false), Status::ok);
+    flush();
+    open();  // From the snapshot, then the unsubscribe from the log.
+    EXPECT_TRUE(store->open_report().snapshot_loaded);
+    EXPECT_EQ(store->subscriptions("a@x"), (std::vector<std::string>{"Lists/none-yet", "Sent"}));
+}
+
 }  // namespace
 }  // namespace rp::storage
