@@ -24,3 +24,6 @@ rp_integration_test(relay_integration SCRIPT integration/test_relay.py TIMEOUT 6
 rp_unit_test(relay_connector_test
   SOURCES unit/relay_connector_test.cc
   LIBS rp_core)
+
+# kill -9 with 1,000 messages queued, then again while delivering (real dnsmasq, smtp-sink).
+rp_integration_test(relay_crash_integration SCRIPT integration/test_relay_crash.py TIMEOUT 300)
