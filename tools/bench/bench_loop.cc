@@ -101,6 +101,9 @@ void ClientLoop::connect(Connection& conn) {
     conn.cancel_sent = false;
     conn.recv_armed = false;
     conn.send_busy = false;
+    conn.wire_busy = false;
+    conn.plain_waiting = false;
+    conn.tls.reset();
     conn.wake_ns = 0;
     const int fd = ::socket(target_.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -133,6 +136,17 @@ void ClientLoop::send(Connection& conn, std::span<const iovec> parts) {
     RP_ASSERT(!conn.send_busy);
     RP_ASSERT(parts.size() <= Connection::iov_max);
     if (conn.fd < 0 || conn.closing) return;
+    if (conn.tls) {
+        RP_ASSERT(conn.tls->established());
+        for (const iovec& part : parts) {
+            const std::string_view plain(static_cast<const char*>(part.iov_base), part.iov_len);
+            if (conn.tls->write(plain) != Status::ok) return fail(conn, "tls write");
+        }
+        conn.send_busy = true;
+        conn.plain_waiting = true;
+        return flush_tls(conn);
+    }
+    RP_ASSERT(!conn.wire_busy);
     conn.iov_count = 0;
     for (const iovec& part : parts) {
         if (part.iov_len > 0) conn.iov[conn.iov_count++] = part;
@@ -143,7 +157,47 @@ void ClientLoop::send(Connection& conn, std::span<const iovec> parts) {
         return;
     }
     conn.send_busy = true;
+    conn.wire_busy = true;
+    conn.wire_plain = true;
     submit_send(conn);
+}
+
+// Sends the ciphertext wolfSSL produced, one sendmsg at a time; more may pile up meanwhile.
+void ClientLoop::flush_tls(Connection& conn) {
+    RP_ASSERT(conn.tls != nullptr);
+    if (conn.wire_busy || conn.fd < 0 || conn.closing) return;
+    std::string& pending = conn.tls->pending_output();
+    if (pending.empty()) {
+        if (conn.plain_waiting) {
+            conn.plain_waiting = false;
+            conn.send_busy = false;
+            handler_.on_sent(conn);
+        }
+        return;
+    }
+    conn.tls_wire.swap(pending);
+    pending.clear();
+    conn.iov[0] = iovec{conn.tls_wire.data(), conn.tls_wire.size()};
+    conn.iov_count = 1;
+    conn.iov_first = 0;
+    conn.wire_busy = true;
+    conn.wire_plain = false;
+    submit_send(conn);
+}
+
+Status ClientLoop::enable_tls(const std::string& ca_file, std::string* error) {
+    tls_context_ = ClientTlsContext::create(ca_file, error);
+    return tls_context_ ? Status::ok : Status::tls;
+}
+
+void ClientLoop::start_tls(Connection& conn, std::string_view server_name) {
+    RP_ASSERT(tls_context_ != nullptr);
+    RP_ASSERT(conn.tls == nullptr);
+    if (conn.fd < 0 || conn.closing) return;
+    conn.tls = ClientTls::create(*tls_context_, server_name);
+    if (!conn.tls) return fail(conn, "tls out of memory");
+    if (conn.tls->handshake() == ClientTls::Step::failed) return fail(conn, "tls handshake");
+    flush_tls(conn);
 }
 
 void ClientLoop::submit_send(Connection& conn) {
@@ -178,6 +232,10 @@ void ClientLoop::maybe_release(Connection& conn) {
     conn.closing = false;
     conn.recv_armed = false;
     conn.send_busy = false;
+    conn.wire_busy = false;
+    conn.plain_waiting = false;
+    conn.tls.reset();
+    conn.tls_wire.clear();
     RP_ASSERT(open_count_ > 0);
     open_count_--;
     handler_.on_closed(conn);
@@ -233,19 +291,57 @@ void ClientLoop::complete_send(Connection& conn, int res) {
         }
     }
     if (conn.iov_first < conn.iov_count) return submit_send(conn);  // A short send.
-    conn.send_busy = false;
-    handler_.on_sent(conn);
+    conn.wire_busy = false;
+    if (conn.wire_plain) {
+        conn.wire_plain = false;
+        conn.send_busy = false;
+        const std::uint32_t generation = conn.generation;
+        handler_.on_sent(conn);
+        if (conn.generation != generation) return;
+    }
+    // A STARTTLS handshake may have begun while the plain command was still in flight.
+    if (conn.tls) flush_tls(conn);
 }
 
 void ClientLoop::complete_recv(Connection& conn, int res) {
     if (res < 0) return fail(conn, errno_label("recv", -res));
     if (res == 0) return fail(conn, "closed by server");
     const std::uint32_t generation = conn.generation;
-    handler_.on_received(conn, std::string_view(conn.rx.data(), static_cast<std::size_t>(res)));
+    const std::string_view bytes(conn.rx.data(), static_cast<std::size_t>(res));
+    if (conn.tls) {
+        receive_tls(conn, bytes);
+    } else {
+        handler_.on_received(conn, bytes);
+    }
     // The handler may have closed (and even reopened) the connection.
     if (conn.generation == generation && conn.fd >= 0 && !conn.closing && !conn.recv_armed) {
         arm_recv(conn);
     }
+}
+
+// Ciphertext in: finish the handshake, then hand every decrypted byte to the handler.
+void ClientLoop::receive_tls(Connection& conn, std::string_view cipher) {
+    const std::uint32_t generation = conn.generation;
+    ClientTls& tls = *conn.tls;
+    tls.feed(cipher);
+    if (!tls.established()) {
+        const ClientTls::Step step = tls.handshake();
+        flush_tls(conn);
+        if (step == ClientTls::Step::failed) return fail(conn, "tls handshake");
+        if (step != ClientTls::Step::done) return;
+        handler_.on_tls_ready(conn);
+        if (conn.generation != generation || conn.fd < 0 || conn.closing) return;
+    }
+    std::array<char, 16384> plain;
+    while (conn.generation == generation && conn.fd >= 0 && !conn.closing && conn.tls) {
+        const ClientTls::ReadResult got = conn.tls->read(plain.data(), plain.size());
+        if (got.step == ClientTls::Step::want_input) break;
+        if (got.step == ClientTls::Step::closed) return fail(conn, "closed by server");
+        if (got.step == ClientTls::Step::failed) return fail(conn, "tls read");
+        handler_.on_received(conn, std::string_view(plain.data(), got.bytes));
+    }
+    // Reading may answer the server (alerts, key updates).
+    if (conn.generation == generation && conn.tls) flush_tls(conn);
 }
 
 void ClientLoop::check_deadlines(std::uint64_t now) {

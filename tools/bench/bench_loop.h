@@ -8,9 +8,10 @@
 // Errors: kernel errors arrive at the handler as `on_error(conn, what)` with a short label
 //   ("connect refused", "reset", "closed", "timeout"); the handler decides what to do.
 //
-// The protocol side (SMTP today; POP3, IMAP and relay later) implements LoopHandler. TLS will
-// sit between recv/send and the handler (a transport per connection): the handler then sees
-// plain bytes and the loop encrypted ones, so neither side changes shape.
+// The protocol side (SMTP, POP3, IMAP, the relay sink) implements LoopHandler. TLS sits between
+// recv/send and the handler (start_tls() on a connection): the handler then sees plain bytes
+// and the loop encrypted ones, so neither side changes shape. A TLS connection's send()
+// encrypts at once and reports on_sent when the last of its ciphertext has left.
 #pragma once
 
 #include <liburing.h>
@@ -27,6 +28,7 @@
 #include <vector>
 
 #include "core/result.h"
+#include "tools/bench/bench_tls.h"
 
 namespace rp::bench {
 
@@ -41,7 +43,10 @@ struct Connection {
     std::uint32_t generation = 0;  // Bumped by each connect(), so callbacks can tell reuse.
     unsigned in_flight = 0;    // Operations submitted and not yet completed.
     bool recv_armed = false;
-    bool send_busy = false;
+    bool send_busy = false;    // The handler's send() has not reported on_sent yet.
+    bool wire_busy = false;    // A sendmsg is in flight.
+    bool wire_plain = false;   // ... and it carries the handler's plain bytes (no TLS).
+    bool plain_waiting = false;  // TLS: on_sent is due once the ciphertext has left.
     bool closing = false;
     bool cancel_sent = false;
     std::uint64_t deadline_ns = 0;  // 0: none. Past it, the handler gets on_error("timeout").
@@ -50,6 +55,8 @@ struct Connection {
     unsigned iov_count = 0;
     unsigned iov_first = 0;
     msghdr msg{};
+    std::unique_ptr<ClientTls> tls;  // Null: plain TCP.
+    std::string tls_wire;            // Ciphertext in flight.
     std::array<char, rx_bytes> rx{};
 };
 
@@ -66,6 +73,8 @@ public:
     virtual void on_error(Connection& conn, std::string_view what) = 0;
     virtual void on_closed(Connection& conn) = 0;
     virtual void on_wake(Connection& conn) = 0;
+    // start_tls() finished its handshake; send() now encrypts.
+    virtual void on_tls_ready(Connection& conn) { (void)conn; }
     // Called about every tick_ms with the current time, after deadlines are checked.
     virtual void on_tick(std::uint64_t now) = 0;
 };
@@ -89,6 +98,11 @@ public:
     void connect(Connection& conn);
     // Sends every byte of `parts` (which must stay valid until on_sent), then on_sent.
     void send(Connection& conn, std::span<const iovec> parts);
+    // Client TLS for this loop's connections: `ca_file` empty means no verification.
+    [[nodiscard]] Status enable_tls(const std::string& ca_file, std::string* error);
+    // Starts a TLS handshake on an open connection (implicit TLS right after on_connected, or
+    // after a STARTTLS reply); on_tls_ready or on_error("tls handshake ...") follows.
+    void start_tls(Connection& conn, std::string_view server_name);
     // Closes the connection once its operations complete; on_closed follows. Idempotent.
     void close(Connection& conn);
 
@@ -104,6 +118,8 @@ private:
     void arm_recv(Connection& conn);
     void arm_tick();
     void submit_send(Connection& conn);
+    void flush_tls(Connection& conn);
+    void receive_tls(Connection& conn, std::string_view cipher);
     void complete(io_uring_cqe* cqe);
     void complete_send(Connection& conn, int res);
     void complete_recv(Connection& conn, int res);
@@ -116,6 +132,7 @@ private:
     sockaddr_storage target_{};
     socklen_t target_bytes_ = 0;
     LoopHandler& handler_;
+    std::unique_ptr<ClientTlsContext> tls_context_;
     std::vector<std::unique_ptr<Connection>> connections_;
     __kernel_timespec tick_spec_{};
     bool tick_armed_ = false;

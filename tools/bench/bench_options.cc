@@ -4,6 +4,8 @@
 #include <charconv>
 #include <cmath>
 
+#include "tools/bench/bench_access.h"
+
 namespace rp::bench {
 namespace {
 
@@ -80,6 +82,22 @@ Status parse_common(std::string_view name, ArgReader& reader, CommonOptions& out
     if (name == "--json") return out.json = true, Status::ok;
     if (name == "--progress") return out.progress = true, Status::ok;
     if (name == "--quiet") return out.quiet = true, Status::ok;
+    if (name == "--tls") return out.tls = TlsMode::implicit, Status::ok;
+    if (name == "--starttls") return out.tls = TlsMode::starttls, Status::ok;
+    if (name == "--tls-ca" || name == "--sni" || name == "--user" || name == "--auth-user" ||
+        name == "--password" || name == "--auth-pass") {
+        auto text = reader.value(name, error);
+        if (!text) return text.status();
+        if (text->size() > 4096 || text->find_first_of("\r\n") != text->npos) {
+            error = "option " + std::string(name) + ": a value without line breaks expected";
+            return Status::invalid;
+        }
+        if (name == "--tls-ca") out.tls_ca_file = std::string(*text);
+        else if (name == "--sni") out.server_name = std::string(*text);
+        else if (name == "--user" || name == "--auth-user") out.user = std::string(*text);
+        else out.password = std::string(*text);
+        return Status::ok;
+    }
     const bool known = name == "--host" || name == "--port" || name == "--threads" ||
                        name == "--sessions" || name == "--messages" || name == "--duration" ||
                        name == "--timeout" || name == "--reconnect-delay" ||
@@ -118,6 +136,14 @@ Status parse_smtp_option(std::string_view name, ArgReader& reader, SmtpOptions& 
                          std::string& error) {
     if (name == "--pipelining") return out.pipelining = true, Status::ok;
     if (name == "--no-pipelining") return out.pipelining = false, Status::ok;
+    if (name == "--auth") {
+        auto text = reader.value(name, error);
+        if (!text) return text.status();
+        if (*text == "PLAIN" || *text == "plain") return out.auth = AuthMechanism::plain, Status::ok;
+        if (*text == "LOGIN" || *text == "login") return out.auth = AuthMechanism::login, Status::ok;
+        error = "option --auth: expected PLAIN or LOGIN, got '" + std::string(*text) + "'";
+        return Status::invalid;
+    }
     const bool known = name == "--size" || name == "--rcpts" || name == "--per-session" ||
                        name == "--from" || name == "--to" || name == "--to-spread" ||
                        name == "--ehlo";
@@ -151,7 +177,109 @@ Status parse_smtp_option(std::string_view name, ArgReader& reader, SmtpOptions& 
     return Status::ok;
 }
 
+Status parse_access_option(std::string_view name, ArgReader& reader, AccessOptions& out,
+                           std::string& error) {
+    const bool pop3 = out.protocol == AccessProtocol::pop3;
+    if (name == "--dele" && pop3) return out.dele = true, Status::ok;
+    if (name == "--no-body" && !pop3) return out.fetch_body = false, Status::ok;
+    if (name == "--no-flags" && !pop3) return out.fetch_flags = false, Status::ok;
+    const bool known = name == "--user-spread" || name == "--rounds" || name == "--idle" ||
+                       name == "--hold" || (pop3 && name == "--window") ||
+                       (!pop3 && (name == "--chunk" || name == "--mailbox"));
+    if (!known) {
+        error = "unknown option '" + std::string(name) + "' (see ringpost-bench " +
+                (pop3 ? "pop3" : "imap") + " --help)";
+        return Status::invalid;
+    }
+    auto text = reader.value(name, error);
+    if (!text) return text.status();
+    if (name == "--user-spread") return set_small(name, *text, 1, 1u << 30, out.user_spread, error);
+    if (name == "--rounds") return set_uint(name, *text, 1, UINT64_MAX / 2, out.round_count, error);
+    if (name == "--idle") return set_small(name, *text, 1, 1u << 20, out.idle_count, error);
+    if (name == "--window") return set_small(name, *text, 1, 4096, out.window, error);
+    if (name == "--chunk") return set_small(name, *text, 0, 1u << 30, out.chunk, error);
+    if (name == "--mailbox") {
+        if (text->empty() || text->size() > 200 || text->find_first_of("\r\n\"\\") != text->npos) {
+            error = "option --mailbox: a mailbox name without quotes or line breaks expected";
+            return Status::invalid;
+        }
+        return out.mailbox = std::string(*text), Status::ok;
+    }
+    auto seconds = parse_duration_s(*text);  // --hold
+    if (!seconds) {
+        error = "option --hold: expected a duration like 10s";
+        return Status::invalid;
+    }
+    out.hold_s = *seconds;
+    return Status::ok;
+}
+
 }  // namespace
+
+Status parse_access_options(std::span<const char* const> args, AccessOptions& out,
+                            std::string& error) {
+    ArgReader reader{args, 0, {}, false};
+    for (reader.index = 0; reader.index < args.size(); reader.index++) {
+        std::string_view arg = args[reader.index];
+        reader.has_inline = false;
+        if (const auto eq = arg.find('='); arg.starts_with("--") && eq != arg.npos) {
+            reader.inline_value = arg.substr(eq + 1);
+            reader.has_inline = true;
+            arg = arg.substr(0, eq);
+        }
+        Status status = parse_common(arg, reader, out.common, error);
+        if (status == Status::not_found) status = parse_access_option(arg, reader, out, error);
+        if (status != Status::ok) return status;
+    }
+    CommonOptions& common = out.common;
+    const bool pop3 = out.protocol == AccessProtocol::pop3;
+    if (common.port == 0) {
+        if (common.tls == TlsMode::implicit) common.port = pop3 ? 2995 : 2993;
+        else common.port = pop3 ? 2110 : 2143;
+    }
+    if (common.user.empty()) common.user = "demo@example.test";
+    if (common.password.empty()) common.password = "demo";
+    if (out.idle_count > 0) common.session_count = out.idle_count;
+    if (common.thread_count > common.session_count) common.thread_count = common.session_count;
+    if (common.user.find_first_of("\"\\ ") != std::string::npos ||
+        common.password.find_first_of("\"\\") != std::string::npos) {
+        error = "--user and --password may not contain quotes, backslashes or (user) spaces";
+        return Status::invalid;
+    }
+    return Status::ok;
+}
+
+std::string access_usage(AccessProtocol protocol) {
+    const bool pop3 = protocol == AccessProtocol::pop3;
+    std::string text = pop3 ? "usage: ringpost-bench pop3 [OPTIONS]\n"
+                              "Each session logs in (USER/PASS), sends STAT and LIST, RETRs every\n"
+                              "message (optionally DELE), and QUITs; --rounds times.\n"
+                            : "usage: ringpost-bench imap [OPTIONS]\n"
+                              "Each session logs in (LOGIN), SELECTs the mailbox, FETCHes every\n"
+                              "BODY.PEEK[], runs UID FETCH 1:* FLAGS and LOGs OUT; --rounds times.\n";
+    text += pop3 ? "  --port N             [2110; 2995 with --tls]\n"
+                 : "  --port N             [2143; 2993 with --tls]\n";
+    text += "  --host ADDR          [127.0.0.1]\n"
+            "  --threads N          client threads, each with its own io_uring [1]\n"
+            "  --sessions N         concurrent connections [1]\n"
+            "  --rounds N           logins per session [1]\n"
+            "  --duration T         start no new round after T\n"
+            "  --timeout T          longest wait for any reply [30s]\n"
+            "  --max-errors N       [1000]\n"
+            "  --user-spread N      --user with %d: session i logs in as i % N [1]\n"
+            "  --idle N             N sessions log in (and SELECT) and stay logged in for --hold\n"
+            "  --hold T             [10s] (the line 'idle: N sessions logged in' goes to stderr)\n";
+    text += pop3 ? "  --window N           RETR commands in flight (pipelining) [1]\n"
+                   "  --dele               DELE each message after its RETR (then QUIT commits)\n"
+                 : "  --chunk N            messages per FETCH command; 0 = 1:* at once [0]\n"
+                   "  --no-body            skip FETCH BODY.PEEK[]\n"
+                   "  --no-flags           skip UID FETCH 1:* FLAGS\n"
+                   "  --mailbox NAME       [INBOX]\n";
+    text += tls_usage();
+    text += "  --json, --progress, --quiet as for smtp\n"
+            "Exit status: 0 if no error was counted, 1 otherwise, 2 usage.\n";
+    return text;
+}
 
 Result<SizeRange> parse_size_range(std::string_view text) {
     const auto dash = text.find('-');
@@ -202,7 +330,16 @@ Status parse_smtp_options(std::span<const char* const> args, SmtpOptions& out,
         if (status != Status::ok) return status;
     }
     CommonOptions& common = out.common;
-    if (common.port == 0) common.port = 2525;
+    if (out.auth != AuthMechanism::none && common.user.empty()) {
+        error = "option --auth needs --user and --password";
+        return Status::invalid;
+    }
+    if (common.port == 0) {
+        // The demo ports: smtps, submission (STARTTLS or AUTH), or the MX port.
+        if (common.tls == TlsMode::implicit) common.port = 2465;
+        else if (common.tls == TlsMode::starttls || out.auth != AuthMechanism::none) common.port = 2587;
+        else common.port = 2525;
+    }
     if (common.message_count == 0 && common.duration_s == 0) common.message_count = 1000;
     if (common.thread_count > common.session_count) common.thread_count = common.session_count;
     return Status::ok;
@@ -211,15 +348,27 @@ Status parse_smtp_options(std::span<const char* const> args, SmtpOptions& out,
 std::string_view main_usage() {
     return "usage: ringpost-bench SUBCOMMAND [OPTIONS]\n"
            "  smtp    send mail over SMTP and measure accept throughput and latency\n"
-           "  (pop3, imap and relay come later)\n"
+           "  pop3    log in, list and retrieve every message (RETR), measure msgs/s\n"
+           "  imap    log in, SELECT, FETCH every body and the flags; --idle N holds sessions\n"
+           "  relay   smtp through the daemon to this tool's own sink: accept-to-delivered\n"
            "ringpost-bench SUBCOMMAND --help lists its options.\n";
+}
+
+std::string_view tls_usage() {
+    return "TLS and login:\n"
+           "  --starttls           upgrade to TLS after the greeting (STLS / STARTTLS)\n"
+           "  --tls                implicit TLS from the first byte (995 / 993 style)\n"
+           "  --tls-ca FILE        verify the server's certificate against FILE [no verification]\n"
+           "  --sni NAME           server name to send in the TLS handshake [none]\n"
+           "  --user U             login name [demo@example.test]\n"
+           "  --password P         [demo]\n";
 }
 
 std::string_view smtp_usage() {
     return "usage: ringpost-bench smtp [OPTIONS]\n"
            "Where and how much (every run is bounded by count, time and --max-errors):\n"
            "  --host ADDR          server address (IPv4 or IPv6 literal) [127.0.0.1]\n"
-           "  --port N             [2525]\n"
+           "  --port N             [2525; 2587 with --starttls or --auth; 2465 with --tls]\n"
            "  --threads N          client threads, each with its own io_uring [1]\n"
            "  --sessions N         concurrent SMTP connections over all threads [1]\n"
            "  --messages N         messages to attempt in total [1000 unless --duration]\n"
@@ -237,6 +386,13 @@ std::string_view smtp_usage() {
            "  --ehlo NAME          [bench.test]\n"
            "  --pipelining         send MAIL, RCPT and DATA together if the server offers PIPELINING\n"
            "  --seed N             sizes are drawn from this seed [1]\n"
+           "  --auth PLAIN|LOGIN   authenticate (RFC 4954) with --user and --password\n"
+           "TLS and login:\n"
+           "  --starttls           STARTTLS after EHLO (then EHLO again)\n"
+           "  --tls                implicit TLS from the first byte (port 465 style)\n"
+           "  --tls-ca FILE        verify the server's certificate against FILE [no verification]\n"
+           "  --sni NAME           server name to send in the TLS handshake [none]\n"
+           "  --user U, --auth-user U, --password P, --auth-pass P\n"
            "Output:\n"
            "  --json               one JSON object on stdout instead of the table\n"
            "  --progress           a progress line every second on stderr, even if not a TTY\n"

@@ -13,6 +13,14 @@
 
 namespace rp::bench {
 
+enum class TlsMode : std::uint8_t {
+    none,
+    starttls,  // SMTP STARTTLS, POP3 STLS, IMAP STARTTLS after the greeting.
+    implicit,  // TLS from the first byte (smtps 465, pop3s 995, imaps 993).
+};
+
+enum class AuthMechanism : std::uint8_t { none, plain, login };
+
 // Options every subcommand shares: where to connect, how much load, and for how long.
 struct CommonOptions {
     std::string host = "127.0.0.1";
@@ -28,8 +36,11 @@ struct CommonOptions {
     bool json = false;
     bool progress = false;             // Also when stderr is not a TTY.
     bool quiet = false;                // No progress line at all.
-    // TLS and AUTH come here (tls = none|starttls|implicit, ca file, user/password list);
-    // the connection loop has a transport seam for them (bench_loop.h).
+    TlsMode tls = TlsMode::none;
+    std::string tls_ca_file;           // Empty: no certificate verification.
+    std::string server_name;           // SNI; empty: none.
+    std::string user;                  // Login name (SMTP AUTH, POP3 USER, IMAP LOGIN).
+    std::string password;
 };
 
 // A message size: fixed (low == high) or uniform in [low, high].
@@ -48,6 +59,7 @@ struct SmtpOptions {
     std::string to = "demo@example.test";  // May contain %d: a number in [0, to_spread).
     unsigned to_spread = 1000;
     std::string ehlo_name = "bench.test";
+    AuthMechanism auth = AuthMechanism::none;  // RFC 4954, after EHLO (and STARTTLS).
 };
 
 // "4096", "4k", "1M", "1k-100k" (k = 1024). Ranges need low <= high, and sizes are > 0.
@@ -59,6 +71,8 @@ struct SmtpOptions {
 [[nodiscard]] Status parse_smtp_options(std::span<const char* const> args, SmtpOptions& out,
                                         std::string& error);
 
+// The part of a usage text that describes the TLS and login options.
+std::string_view tls_usage();
 std::string_view smtp_usage();
 std::string_view main_usage();
 

@@ -17,6 +17,7 @@
 #include "tools/bench/bench_loop.h"
 #include "tools/bench/bench_report.h"
 #include "tools/bench/bench_run.h"
+#include "tools/bench/bench_text.h"
 
 namespace rp::bench {
 
@@ -116,6 +117,7 @@ struct SmtpShared {
     std::atomic<bool> hard_stop{false};
     std::string stop_reason;  // Written once, by whoever sets stop with a reason.
     std::atomic<bool> stop_reason_set{false};
+    std::atomic<std::uint64_t>* accept_ns = nullptr;  // relay: per message number, or null.
 
     void request_stop(std::string reason) {
         if (!stop_reason_set.exchange(true)) stop_reason = std::move(reason);
@@ -123,14 +125,16 @@ struct SmtpShared {
     }
 };
 
-enum class Step : unsigned { connect, greeting, ehlo, envelope, accept, message, count };
+enum class Step : unsigned { connect, tls, greeting, ehlo, auth, envelope, accept, message, count };
 
-constexpr const char* step_names[] = {"connect", "greeting", "ehlo", "envelope", "accept",
-                                      "message"};
+constexpr const char* step_names[] = {"connect", "tls",      "greeting", "ehlo",
+                                      "auth",    "envelope", "accept",   "message"};
 constexpr const char* step_descriptions[] = {
     "connect() until the TCP connection is up",
+    "TLS handshake: ClientHello until the handshake is done (implicit TLS or STARTTLS)",
     "connected until the 220 greeting",
-    "EHLO sent until its 250",
+    "EHLO sent until its 250 (the first EHLO of a connection)",
+    "AUTH sent until its 235 (all round trips of the mechanism)",
     "MAIL sent until the 354 to DATA (MAIL, RCPT, DATA in one write with pipelining)",
     "final dot sent until the 250 that accepts the message",
     "MAIL sent until the 250 that accepts the message",
@@ -155,6 +159,9 @@ enum class Phase : std::uint8_t {
     greeting,
     ehlo,
     helo,
+    starttls,    // STARTTLS sent, waiting for its 220.
+    tls,         // TLS handshake in progress.
+    auth,        // AUTH (and LOGIN's responses) sent, waiting for 334 or 235.
     envelope,    // MAIL, RCPT..., DATA sent (all at once, or one per reply).
     body,        // Message and final dot sent or being sent.
     rset,
@@ -169,6 +176,9 @@ const char* phase_name(Phase phase) {
         case Phase::greeting: return "greeting";
         case Phase::ehlo: return "ehlo";
         case Phase::helo: return "helo";
+        case Phase::starttls: return "starttls";
+        case Phase::tls: return "tls";
+        case Phase::auth: return "auth";
         case Phase::envelope: return "envelope";
         case Phase::body: return "data-end";
         case Phase::rset: return "rset";
@@ -183,6 +193,11 @@ struct SmtpSession {
     SmtpReplyReader reader;
     bool pipelining = false;  // Requested and offered by this server.
     bool refused = false;     // The greeting or EHLO was refused: reconnect after a delay.
+    bool tls_done = false;    // This connection is encrypted.
+    bool greeted = false;     // The 220 greeting arrived (STARTTLS comes after it).
+    bool ehlo_recorded = false;
+    bool authenticated = false;
+    unsigned auth_round = 0;  // AUTH LOGIN: 0 command sent, 1 user sent, 2 password sent.
     unsigned messages_on_connection = 0;
     bool in_message = false;  // A claimed message whose outcome is not counted yet.
     bool message_failed = false;
@@ -202,6 +217,7 @@ struct SmtpSession {
     std::uint64_t step_start_ns = 0;
     std::uint64_t message_start_ns = 0;
     std::uint64_t dot_sent_ns = 0;
+    std::uint64_t number = 0;  // The message's number in the run (its Subject carries it).
 };
 
 class SmtpThread final : public LoopHandler {
@@ -214,7 +230,11 @@ public:
           sessions_(session_count),
           random_state_(shared.options.common.seed * 0x9E3779B97F4A7C15ull + thread_index) {}
 
-    Status init() { return loop_.init(static_cast<unsigned>(sessions_.size())); }
+    Status init(std::string* error) {
+        const Status status = loop_.init(static_cast<unsigned>(sessions_.size()));
+        if (status != Status::ok || options_.common.tls == TlsMode::none) return status;
+        return loop_.enable_tls(options_.common.tls_ca_file, error);
+    }
     SmtpThreadStats& stats() { return stats_; }
 
     void run() {
@@ -229,9 +249,30 @@ public:
         const std::uint64_t now = now_ns();
         record(Step::connect, now - s.step_start_ns);
         stats_.connections++;
-        s.phase = Phase::greeting;
         s.step_start_ns = now;
         conn.deadline_ns = now + timeout_ns();
+        if (options_.common.tls == TlsMode::implicit) {
+            s.phase = Phase::tls;
+            return loop_.start_tls(conn, options_.common.server_name);
+        }
+        s.phase = Phase::greeting;
+    }
+
+    void on_tls_ready(Connection& conn) override {
+        SmtpSession& s = session(conn);
+        const std::uint64_t now = now_ns();
+        record(Step::tls, now - s.step_start_ns);
+        s.tls_done = true;
+        s.step_start_ns = now;
+        conn.deadline_ns = now + timeout_ns();
+        if (!s.greeted) {
+            s.phase = Phase::greeting;  // Implicit TLS: the greeting comes encrypted.
+            return;
+        }
+        // RFC 3207 4.2: the client must discard what it knew and send EHLO again.
+        s.phase = Phase::ehlo;
+        s.commands = "EHLO " + options_.ehlo_name + "\r\n";
+        send_text(conn, s.commands);
     }
 
     void on_received(Connection& conn, std::string_view bytes) override {
@@ -343,6 +384,11 @@ private:
         if (no_more_work()) return finish_session(s);
         s.phase = Phase::connecting;
         s.refused = false;
+        s.tls_done = false;
+        s.greeted = false;
+        s.ehlo_recorded = false;
+        s.authenticated = false;
+        s.auth_round = 0;
         s.messages_on_connection = 0;
         s.pipelining = false;
         s.reader.reset();
@@ -383,6 +429,8 @@ private:
     void send_body(Connection& conn, SmtpSession& s);
     void send_quit(Connection& conn);
     void send_rset(Connection& conn);
+    void after_ehlo(Connection& conn, SmtpSession& s);
+    void on_auth_reply(Connection& conn, SmtpSession& s, const SmtpReply& reply);
     std::uint64_t draw_size();
 
     SmtpShared& shared_;
@@ -413,6 +461,7 @@ void SmtpThread::on_reply(Connection& conn, const SmtpReply& reply) {
                 return send_quit(conn);
             }
             record(Step::greeting, now - s.step_start_ns);
+            s.greeted = true;
             s.phase = Phase::ehlo;
             s.step_start_ns = now;
             s.commands = "EHLO " + options_.ehlo_name + "\r\n";
@@ -420,9 +469,10 @@ void SmtpThread::on_reply(Connection& conn, const SmtpReply& reply) {
         case Phase::ehlo:
         case Phase::helo:
             if (reply.code == 250) {
-                record(Step::ehlo, now - s.step_start_ns);
+                if (!s.ehlo_recorded) record(Step::ehlo, now - s.step_start_ns);
+                s.ehlo_recorded = true;
                 s.pipelining = s.phase == Phase::ehlo && reply.pipelining && options_.pipelining;
-                return next_message(conn);
+                return after_ehlo(conn, s);
             }
             if (s.phase == Phase::ehlo && (reply.code == 500 || reply.code == 502)) {
                 s.phase = Phase::helo;  // RFC 5321 3.2: an old server; fall back to HELO.
@@ -432,6 +482,19 @@ void SmtpThread::on_reply(Connection& conn, const SmtpReply& reply) {
             reply_error(conn, reply.code, s.phase == Phase::ehlo ? "ehlo" : "helo");
             s.refused = true;
             return send_quit(conn);
+        case Phase::starttls:
+            if (reply.code != 220) {
+                reply_error(conn, reply.code, "starttls");
+                s.refused = true;
+                return send_quit(conn);
+            }
+            s.phase = Phase::tls;
+            s.step_start_ns = now;
+            return loop_.start_tls(conn, options_.common.server_name);
+        case Phase::auth:
+            return on_auth_reply(conn, s, reply);
+        case Phase::tls:
+            return protocol_error(conn, "reply during the TLS handshake");
         case Phase::envelope:
             return on_envelope_reply(conn, s, reply);
         case Phase::body:
@@ -448,6 +511,55 @@ void SmtpThread::on_reply(Connection& conn, const SmtpReply& reply) {
         case Phase::done:
             return protocol_error(conn, "reply out of turn");
     }
+}
+
+// After a 250 to EHLO: STARTTLS, then AUTH, then mail.
+void SmtpThread::after_ehlo(Connection& conn, SmtpSession& s) {
+    const std::uint64_t now = now_ns();
+    if (options_.common.tls == TlsMode::starttls && !s.tls_done) {
+        s.phase = Phase::starttls;
+        s.step_start_ns = now;
+        s.commands = "STARTTLS\r\n";
+        return send_text(conn, s.commands);
+    }
+    if (options_.auth != AuthMechanism::none && !s.authenticated) {
+        s.phase = Phase::auth;
+        s.auth_round = 0;
+        s.step_start_ns = now;
+        const CommonOptions& common = options_.common;
+        if (options_.auth == AuthMechanism::plain) {
+            // RFC 4616: authzid NUL authcid NUL password, as the initial response.
+            std::string response;
+            response += '\0';
+            response += common.user;
+            response += '\0';
+            response += common.password;
+            s.commands = "AUTH PLAIN " + base64_encode(response) + "\r\n";
+        } else {
+            s.commands = "AUTH LOGIN\r\n";
+        }
+        return send_text(conn, s.commands);
+    }
+    next_message(conn);
+}
+
+void SmtpThread::on_auth_reply(Connection& conn, SmtpSession& s, const SmtpReply& reply) {
+    const std::uint64_t now = now_ns();
+    if (reply.code == 235) {
+        record(Step::auth, now - s.step_start_ns);
+        s.authenticated = true;
+        return next_message(conn);
+    }
+    // AUTH LOGIN: 334 asks for the user name, then for the password.
+    if (reply.code == 334 && options_.auth == AuthMechanism::login && s.auth_round < 2) {
+        s.auth_round++;
+        const std::string& value = s.auth_round == 1 ? options_.common.user : options_.common.password;
+        s.commands = base64_encode(value) + "\r\n";
+        return send_text(conn, s.commands);
+    }
+    reply_error(conn, reply.code, "auth");
+    s.refused = true;
+    send_quit(conn);
 }
 
 void SmtpThread::on_envelope_reply(Connection& conn, SmtpSession& s, const SmtpReply& reply) {
@@ -494,6 +606,9 @@ void SmtpThread::on_body_reply(Connection& conn, SmtpSession& s, const SmtpReply
         record(Step::accept, now - dot_ns);
         record(Step::message, now - s.message_start_ns);
         s.in_message = false;
+        if (shared_.accept_ns != nullptr && s.number < options_.common.message_count) {
+            shared_.accept_ns[s.number].store(now, std::memory_order_release);
+        }
         stats_.accepted++;
         stats_.accepted_live.store(stats_.accepted, std::memory_order_relaxed);
         stats_.payload_bytes += s.header.size() + s.filler_bytes;
@@ -515,6 +630,7 @@ void SmtpThread::next_message(Connection& conn) {
         return send_quit(conn);
     }
     stats_.attempted++;
+    s.number = number;
     s.in_message = true;
     s.message_failed = false;
     build_envelope(s, number);
@@ -648,6 +764,12 @@ RunReport make_report(const SmtpOptions& options, const Target& target, SmtpShar
         {"rcpts", std::to_string(options.recipient_count)},
         {"per_session", std::to_string(options.messages_per_session)},
         {"pipelining", options.pipelining ? "yes" : "no"},
+        {"tls", common.tls == TlsMode::implicit   ? "implicit"
+                : common.tls == TlsMode::starttls ? "starttls"
+                                                   : "no"},
+        {"auth", options.auth == AuthMechanism::plain   ? "PLAIN"
+                 : options.auth == AuthMechanism::login ? "LOGIN"
+                                                         : "no"},
     };
     std::uint64_t last_ns = 0;
     std::uint64_t connections = 0;
@@ -682,6 +804,17 @@ RunReport make_report(const SmtpOptions& options, const Target& target, SmtpShar
 }  // namespace
 
 int run_smtp(const SmtpOptions& options) {
+    RunReport report;
+    const int code = smtp_load(options, nullptr, report);
+    if (code != 0 && code != 1) return code;
+    const std::string text = options.common.json ? format_json(report) : format_text(report);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    return code;
+}
+
+int smtp_load(const SmtpOptions& options, std::atomic<std::uint64_t>* accept_ns,
+              RunReport& report_out) {
     const CommonOptions& common = options.common;
     auto target = resolve_target(common.host, common.port);
     if (!target) {
@@ -689,6 +822,7 @@ int run_smtp(const SmtpOptions& options) {
         return 2;
     }
     SmtpShared shared(options);
+    shared.accept_ns = accept_ns;
     shared.filler = make_filler(options.size.high + 2);
     shared.date = rfc5322_date();
     install_interrupt_handler();
@@ -703,6 +837,8 @@ int run_smtp(const SmtpOptions& options) {
     }
     // IORING_SETUP_SINGLE_ISSUER: each ring is created by the thread that submits to it.
     std::atomic<bool> no_uring{false};
+    std::mutex init_error_mutex;
+    std::string init_error;
     const double cpu_start = process_cpu_seconds();
     shared.start_ns = now_ns();
     if (common.duration_s > 0) {
@@ -716,9 +852,15 @@ int run_smtp(const SmtpOptions& options) {
     std::vector<std::thread> workers;
     for (auto& thread : threads) {
         workers.emplace_back([&, worker = thread.get()] {
-            if (worker->init() != Status::ok) {
+            std::string error;
+            const Status status = worker->init(&error);
+            if (status == Status::unsupported) {
                 no_uring.store(true);
                 shared.request_stop("io_uring is not available");
+            } else if (status != Status::ok) {
+                const std::lock_guard lock(init_error_mutex);
+                init_error = error;
+                shared.request_stop("TLS set-up failed: " + error);
             } else {
                 worker->run();
             }
@@ -745,11 +887,13 @@ int run_smtp(const SmtpOptions& options) {
         std::fprintf(stderr, "ringpost-bench: io_uring is not available here\n");
         return 77;
     }
-    const RunReport report = make_report(options, *target, shared, threads,
-                                         process_cpu_seconds() - cpu_start, now_ns());
-    const std::string text = common.json ? format_json(report) : format_text(report);
-    std::fwrite(text.data(), 1, text.size(), stdout);
-    std::fflush(stdout);
+    if (!init_error.empty()) {
+        std::fprintf(stderr, "ringpost-bench: %s\n", init_error.c_str());
+        return 2;
+    }
+    report_out = make_report(options, *target, shared, threads, process_cpu_seconds() - cpu_start,
+                             now_ns());
+    const RunReport& report = report_out;
     const bool clean = report.error_count() == 0 && report.failed == 0 &&
                        report.stop_reason.empty();
     return clean ? 0 : 1;

@@ -12,6 +12,7 @@
 //   reconnects after --reconnect-delay while the run has work left.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -52,5 +53,12 @@ std::string make_filler(std::size_t bytes);
 
 // Runs the benchmark, prints the report and returns the exit status.
 int run_smtp(const SmtpOptions& options);
+
+struct RunReport;
+// Runs the load and fills `report` (printing nothing but the progress line); returns 0 (clean),
+// 1 (errors), 2 (usage) or 77 (no io_uring). With `accept_ns` (an array of --messages
+// entries), each accepted message's monotonic time is stored at its number.
+int smtp_load(const SmtpOptions& options, std::atomic<std::uint64_t>* accept_ns,
+              RunReport& report);
 
 }  // namespace rp::bench

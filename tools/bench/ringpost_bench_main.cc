@@ -4,7 +4,9 @@
 #include <string>
 #include <string_view>
 
+#include "tools/bench/bench_access.h"
 #include "tools/bench/bench_options.h"
+#include "tools/bench/bench_relay.h"
 #include "tools/bench/bench_smtp.h"
 
 namespace {
@@ -43,6 +45,33 @@ int main(int argc, char** argv) {
             return 2;
         }
         return run_smtp(options);
+    }
+    if (command == "pop3" || command == "imap") {
+        AccessOptions options;
+        options.protocol = command == "pop3" ? AccessProtocol::pop3 : AccessProtocol::imap;
+        if (wants_help(args)) {
+            std::fputs(access_usage(options.protocol).c_str(), stdout);
+            return 0;
+        }
+        std::string error;
+        if (parse_access_options(args, options, error) != rp::Status::ok) {
+            std::fprintf(stderr, "ringpost-bench %s: %s\n", argv[1], error.c_str());
+            return 2;
+        }
+        return run_access(options);
+    }
+    if (command == "relay") {
+        if (wants_help(args)) {
+            std::fputs(relay_usage().c_str(), stdout);
+            return 0;
+        }
+        RelayOptions options;
+        std::string error;
+        if (parse_relay_options(args, options, error) != rp::Status::ok) {
+            std::fprintf(stderr, "ringpost-bench relay: %s\n", error.c_str());
+            return 2;
+        }
+        return run_relay(options);
     }
     std::fprintf(stderr, "ringpost-bench: unknown subcommand '%s'\n%s", argv[1],
                  main_usage().data());
