@@ -8,6 +8,7 @@ packages=(
   liburing-dev libwolfssl-dev libldns-dev libmimalloc-dev libtomlplusplus-dev libargon2-dev
   libspdlog-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
   python3 openssl curl swaks ldnsutils dnsmasq-base postfix fetchmail
+  dovecot-imapd dovecot-pop3d
 )
 
 missing=()
@@ -25,6 +26,16 @@ if ((${#missing[@]} > 0)); then
   # benchmarks; it must not configure or start a system mail server.
   echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  # Dovecot is installed only for bench/compare_access.sh, which starts its own with a
+  # temporary config: a policy-rc.d keeps the package from starting a system Dovecot on
+  # 110/143/993/995 (removed again unless it was there before).
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee $policy >/dev/null && $SUDO chmod 755 $policy
+    own_policy=1
+  fi
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
+  if ((own_policy)); then $SUDO rm -f $policy; fi
 fi
