@@ -33,6 +33,40 @@ bool mutation(AccessOp op) {
     }
 }
 
+MessageEntry entry_of(const storage::Message& m) {
+    MessageEntry e;
+    e.uid = m.uid;
+    e.flags = m.flags;
+    e.size = m.size;
+    e.internal_date = m.internal_date;
+    e.modseq = m.modseq;
+    e.body = m.body;
+    e.keywords = m.keywords;
+    return e;
+}
+
+bool has_keywords(const storage::Keywords& keywords) {
+    return std::any_of(keywords.begin(), keywords.end(), [](std::uint64_t w) { return w != 0; });
+}
+
+MailboxCounts counts_of(const storage::Mailbox& box, storage::Lsn durable) {
+    MailboxCounts c;
+    for (const storage::Message& m : box.messages) {
+        if (m.visible_lsn > durable) continue;
+        if ((m.flags & storage::flag_seen) == 0) ++c.unseen;
+        if ((m.flags & storage::flag_deleted) != 0) ++c.deleted;
+        c.size += m.size;  // bounds: a sum of stored sizes, far below 2^64.
+    }
+    return c;
+}
+
+// The account's keyword names (empty when it has none or is unknown).
+std::vector<std::string> keyword_names_of(const storage::MailboxIndex& index,
+                                          std::string_view account) {
+    const storage::Account* a = index.account(account);
+    return a == nullptr ? std::vector<std::string>{} : a->keywords;
+}
+
 }  // namespace
 
 // One request and, later, its reply. Travels by pointer; whoever holds it owns it. While the
@@ -83,6 +117,15 @@ Status AccessClient::submit(AccessRequest request, std::uint64_t tag) {
     return access_.submit(*this, std::move(request), tag);
 }
 
+void AccessClient::unwatch(std::uint64_t mailbox_id) {
+    for (std::size_t i = 0; i < watches_.size(); ++i) {
+        if (watches_[i].mailbox_id != mailbox_id) continue;
+        access_.release(watches_[i].owner, AccessOp::unwatch, mailbox_id, 0, id_);
+        watches_.erase(watches_.begin() + static_cast<std::ptrdiff_t>(i));
+        return;
+    }
+}
+
 void AccessClient::unlock(std::uint64_t mailbox_id) {
     for (std::size_t i = 0; i < locks_.size(); ++i) {
         if (locks_[i].mailbox_id != mailbox_id) continue;
@@ -118,7 +161,7 @@ MailAccess::~MailAccess() {
 
 std::size_t MailAccess::watchers() const {
     std::size_t count = 0;
-    for (const auto& [id, list] : watchers_) count += list.size();
+    for (const auto& [id, list] : watchers_) count += list.watchers.size();
     return count;
 }
 
@@ -334,13 +377,24 @@ void MailAccess::execute(std::unique_ptr<AccessJob> job) {
         case AccessOp::status: {
             auto info = store.mailbox_status(r.account, r.mailbox);
             reply.status = info.status();
-            if (info) reply.info = std::move(info.value());
+            if (!info) break;
+            reply.info = std::move(info.value());
+            const storage::Mailbox* box = store.index().mailbox(reply.info.id);
+            if (r.counts && box != nullptr) reply.counts = counts_of(*box, store.durable_lsn());
             break;
         }
         case AccessOp::list: {
             auto list = store.mailbox_list(r.account);
             reply.status = list.status();
-            if (list) reply.mailboxes = std::move(list.value());
+            if (!list) break;
+            reply.mailboxes = std::move(list.value());
+            if (!r.counts) break;
+            reply.mailbox_counts.reserve(reply.mailboxes.size());
+            for (const storage::MailboxInfo& info : reply.mailboxes) {
+                const storage::Mailbox* box = store.index().mailbox(info.id);
+                reply.mailbox_counts.push_back(
+                    box != nullptr ? counts_of(*box, store.durable_lsn()) : MailboxCounts{});
+            }
             break;
         }
         case AccessOp::body_open: {
@@ -385,30 +439,37 @@ void MailAccess::execute_open(AccessJob& job) {
         return;
     }
     auto it = watchers_.find(id);
-    if (r.watch && it != watchers_.end() && it->second.size() >= watchers_per_mailbox_max) {
+    if (r.watch && it != watchers_.end() &&
+        it->second.watchers.size() >= watchers_per_mailbox_max) {
         job.reply.status = Status::full;
         return;
     }
-    auto messages = store.messages(r.account, r.mailbox);
-    if (!messages) {
-        job.reply.status = messages.status();
-        return;
-    }
+    const storage::Mailbox* box = store.index().mailbox(id);
+    RP_ASSERT(box != nullptr);  // mailbox_status() just found it.
+    const storage::Lsn durable = store.durable_lsn();
     MailboxSnapshot& snap = job.reply.snapshot;
     snap.mailbox_id = id;
     snap.uidvalidity = info->uidvalidity;
     snap.uidnext = info->uidnext;
     snap.highest_modseq = info->highest_modseq;
-    snap.messages.reserve(messages->size());
-    for (const storage::Message& m : *messages) {
-        snap.messages.push_back({m.uid, m.flags, m.size, m.internal_date, m.modseq, m.body});
+    snap.messages.reserve(box->messages.size());
+    for (const storage::Message& m : box->messages) {
+        if (m.visible_lsn <= durable) snap.messages.push_back(entry_of(m));
     }
+    snap.keyword_names = keyword_names_of(store.index(), r.account);
     job.mailbox_id = id;
     if (r.exclusive) {
         job.token = next_token_++;
         locks_.emplace(id, Lock{job.token, job.origin, job.client});
     }
-    if (r.watch) watchers_[id].push_back({job.origin, job.client});
+    if (r.watch) {
+        if (it == watchers_.end()) {
+            // The first watcher: everything it sees now counts as told.
+            it = watchers_.emplace(id, WatchList{}).first;
+            it->second.uid_told = snap.messages.empty() ? 0 : snap.messages.back().uid;
+        }
+        it->second.watchers.push_back({job.origin, job.client});
+    }
     job.reply.status = Status::ok;
 }
 
@@ -421,7 +482,7 @@ void MailAccess::execute_release(AccessJob& job) {
     }
     auto it = watchers_.find(job.mailbox_id);
     if (it == watchers_.end()) return;
-    std::vector<Watcher>& list = it->second;
+    std::vector<Watcher>& list = it->second.watchers;
     for (std::size_t i = 0; i < list.size(); ++i) {
         if (list[i].shard == job.origin && list[i].client == job.client) {
             list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
@@ -453,7 +514,22 @@ bool MailAccess::execute_mutation(AccessJob& job) {
         case AccessOp::flags_set: {
             auto m = store.flags_set(r.account, r.mailbox, r.uids, r.mode, r.flags, r.keywords);
             status = m.status();
-            if (m) reply.modseq = *m;
+            if (!m) break;
+            reply.modseq = *m;
+            // The new values, for the caller and the watchers (read now: the index holds
+            // them already; they become visible to others only after durability).
+            const std::uint64_t id = mailbox_id(r.account, r.mailbox);
+            const storage::Mailbox* box = store.index().mailbox(id);
+            if (box == nullptr) break;
+            bool keywords = false;
+            reply.changed.messages.reserve(r.uids.size());
+            for (std::uint32_t uid : r.uids) {
+                const storage::Message* message = box->find(uid);
+                if (message == nullptr) continue;
+                reply.changed.messages.push_back(entry_of(*message));
+                keywords = keywords || has_keywords(message->keywords);
+            }
+            if (keywords) reply.changed.keyword_names = keyword_names_of(store.index(), r.account);
             break;
         }
         case AccessOp::expunge: {
@@ -543,10 +619,7 @@ void MailAccess::after_durable(std::unique_ptr<AccessJob> job, Status status) {
         event.mailbox_id = mailbox_id(r.account, r.mailbox);
         switch (r.op) {
             case AccessOp::flags_set:
-                event.kind = MailboxEvent::Kind::flags;
-                event.uids = r.uids;
-                event.modseq = job->reply.modseq;
-                notify(std::move(event));
+                notify_flags(*job);
                 break;
             case AccessOp::expunge:
             case AccessOp::move:
@@ -586,11 +659,16 @@ void MailAccess::delivered(const std::string& account, std::string_view mailbox)
     notify_exists(account, mailbox);
 }
 
+// Tells the watchers about every visible message above the UID they were last told about:
+// one event per change, or fewer when changes came together (never a message left out).
 void MailAccess::notify_exists(std::string_view account, std::string_view mailbox) {
     const std::uint64_t id = mailbox_id(account, mailbox);
-    if (id == 0 || !watchers_.contains(id)) return;
-    auto info = mail_.store().mailbox_status(account, mailbox);
-    if (!info) return;
+    auto watched = watchers_.find(id);
+    if (id == 0 || watched == watchers_.end()) return;
+    const storage::MailStore& store = mail_.store();
+    const storage::Mailbox* box = store.index().mailbox(id);
+    auto info = store.mailbox_status(account, mailbox);
+    if (box == nullptr || !info) return;
     MailboxEvent event;
     event.kind = MailboxEvent::Kind::exists;
     event.mailbox_id = id;
@@ -599,17 +677,51 @@ void MailAccess::notify_exists(std::string_view account, std::string_view mailbo
     event.uidnext = info->uidnext;
     event.message_count = info->message_count;
     event.modseq = info->highest_modseq;
+    const storage::Lsn durable = store.durable_lsn();
+    std::uint32_t& told = watched->second.uid_told;
+    auto from = std::upper_bound(box->messages.begin(), box->messages.end(), told,
+                                 [](std::uint32_t u, const storage::Message& m) { return u < m.uid; });
+    bool keywords = false;
+    for (auto m = from; m != box->messages.end(); ++m) {
+        // Messages still waiting for durability are told when their own commit is durable;
+        // UIDs are told in order, so the first invisible one ends this event.
+        if (m->visible_lsn > durable) break;
+        event.messages.push_back(entry_of(*m));
+        keywords = keywords || has_keywords(m->keywords);
+    }
+    if (event.messages.empty()) return;
+    told = event.messages.back().uid;
+    if (keywords) event.keyword_names = keyword_names_of(store.index(), account);
+    notify(std::move(event));
+}
+
+void MailAccess::notify_flags(const AccessJob& job) {
+    const AccessRequest& r = job.request;
+    MailboxEvent event;
+    event.kind = MailboxEvent::Kind::flags;
+    event.account = r.account;
+    event.mailbox = r.mailbox;
+    event.mailbox_id = mailbox_id(r.account, r.mailbox);
+    event.modseq = job.reply.modseq;
+    if (!watchers_.contains(event.mailbox_id)) return;
+    event.messages = job.reply.changed.messages;
+    event.keyword_names = job.reply.changed.keyword_names;
+    event.uids.reserve(event.messages.size());
+    for (const MessageEntry& m : event.messages) event.uids.push_back(m.uid);
     notify(std::move(event));
 }
 
 void MailAccess::notify(MailboxEvent event) {
     auto it = watchers_.find(event.mailbox_id);
     if (it == watchers_.end()) return;
-    for (const Watcher& w : it->second) {
+    const std::vector<Watcher>& list = it->second.watchers;
+    for (std::size_t i = 0; i < list.size(); ++i) {
+        const Watcher& w = list[i];
         auto job = std::make_unique<EventJob>();
         job->cluster = &cluster_;
         job->client = w.client;
-        job->event = event;
+        // The last watcher takes the event itself.
+        job->event = i + 1 == list.size() ? std::move(event) : event;
         ++stats_.events_sent;
         if (w.shard == shard_index()) {
             local_events_.push_back(std::move(job));

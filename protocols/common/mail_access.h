@@ -17,9 +17,15 @@
 //   client's destructor (or by an open reply that finds its client gone).
 // Watchers: open with `watch` registers the client on the owner; after every durable change
 //   (appends by SMTP delivery, append/copy/move/expunge/flags by any session) the owner posts
-//   a MailboxEvent to each watcher (IMAP EXISTS/EXPUNGE/FETCH FLAGS and IDLE).
+//   a MailboxEvent to each watcher (IMAP EXISTS/EXPUNGE/FETCH FLAGS and IDLE). Events carry
+//   the change itself (the new messages, the new flags and keywords, the expunged UIDs), so a
+//   watcher keeps its view current without reading the mailbox again. Every new message is
+//   told exactly once per watch (the owner remembers the highest UID it told about), and
+//   events to one watcher arrive in the order the owner made the changes. A watch ends with
+//   AccessClient::unwatch() or with the client.
 // Bounds: at most access_in_flight_max requests per client (Status::full beyond);
-//   watchers_per_mailbox_max watchers per mailbox (Status::full beyond).
+//   watchers_per_mailbox_max watchers per mailbox (Status::full beyond). Events and releases
+//   are never refused: they are not counted against access_in_flight_max.
 // Errors: account or mailbox unknown -> not_found; locked -> busy; store errors as returned
 //   by the store (quarantined, no_space, io, ...).
 #pragma once
@@ -40,8 +46,6 @@ namespace rp::mail {
 
 inline constexpr unsigned access_in_flight_max = 16;      // Requests per client.
 inline constexpr unsigned watchers_per_mailbox_max = 4096;
-inline constexpr unsigned locks_per_client_max = 64;      // Exclusive opens held at once.
-inline constexpr unsigned watches_per_client_max = 64;
 
 class MailAccess;
 
@@ -83,6 +87,14 @@ struct MessageEntry {
     std::int64_t internal_date = 0;
     std::uint64_t modseq = 0;
     storage::BodyRef body;
+    storage::Keywords keywords{};  // Bit i: the account's keyword i (keyword_names).
+};
+
+// Flags, deleted and size counts of one mailbox (STATUS UNSEEN/DELETED/SIZE, LIST-STATUS).
+struct MailboxCounts {
+    std::uint32_t unseen = 0;
+    std::uint32_t deleted = 0;
+    std::uint64_t size = 0;
 };
 
 struct MailboxSnapshot {
@@ -91,6 +103,9 @@ struct MailboxSnapshot {
     std::uint32_t uidnext = 0;
     std::uint64_t highest_modseq = 0;
     std::vector<MessageEntry> messages;  // Visible (durable) ones, sorted by UID.
+    // The account's keyword names: index i names bit i of MessageEntry::keywords. Indexes
+    // never change meaning (keywords are only ever added to an account).
+    std::vector<std::string> keyword_names;
 };
 
 struct AccessRequest {
@@ -104,6 +119,7 @@ struct AccessRequest {
     std::vector<std::string> keywords;
     bool exclusive = false;              // open: take the mailbox lock.
     bool watch = false;                  // open: register for MailboxEvents.
+    bool counts = false;                 // status, list: also count unseen/deleted/size.
     storage::BodyRef body;               // body_open.
     std::string bytes;                   // append: the message.
     std::int64_t internal_date = 0;      // append (0: now).
@@ -114,9 +130,14 @@ struct AccessReply {
     Status status = Status::ok;
     MailboxSnapshot snapshot;                        // open.
     storage::MailboxInfo info;                       // status.
+    MailboxCounts counts;                            // status with request.counts.
     std::vector<storage::MailboxInfo> mailboxes;     // list.
+    std::vector<MailboxCounts> mailbox_counts;       // list with request.counts (same order).
     storage::BodyHandle body;                        // body_open.
     std::uint64_t modseq = 0;                        // flags_set, expunge.
+    // flags_set: the messages changed, with their new flags and keywords (only `messages`
+    // and `keyword_names` are filled).
+    MailboxSnapshot changed;
     std::uint32_t uid = 0;                           // append.
     std::uint32_t uidvalidity = 0;                   // append, copy, move (of the target).
     storage::MailStore::UidMap uid_map;              // copy, move.
@@ -130,7 +151,12 @@ struct MailboxEvent {
     std::string mailbox;
     std::uint32_t uidnext = 0;           // exists: the mailbox's UIDNEXT after the change.
     std::uint32_t message_count = 0;     // exists: visible messages after the change.
-    std::vector<std::uint32_t> uids;     // expunge, flags.
+    std::vector<std::uint32_t> uids;     // expunge, flags: the UIDs concerned.
+    // exists: the new messages (ascending UIDs); flags: the changed messages with their new
+    // flags and keywords.
+    std::vector<MessageEntry> messages;
+    // The account's keyword names when a message in `messages` has a keyword (else empty).
+    std::vector<std::string> keyword_names;
     std::uint64_t modseq = 0;
 };
 
@@ -161,6 +187,10 @@ public:
     // Releases the exclusive lock taken by an open of `mailbox_id` (when the session is
     // done with it before it closes).
     void unlock(std::uint64_t mailbox_id);
+    // Ends one watch of `mailbox_id` taken by an open with `watch` (IMAP: the selected
+    // mailbox is closed). Events already on their way may still arrive.
+    void unwatch(std::uint64_t mailbox_id);
+    std::size_t watches() const { return watches_.size(); }
     unsigned in_flight() const { return in_flight_; }
     std::uint64_t id() const { return id_; }
     MailAccess& access() { return access_; }
@@ -223,6 +253,10 @@ private:
         unsigned shard;
         std::uint64_t client;
     };
+    struct WatchList {
+        std::vector<Watcher> watchers;
+        std::uint32_t uid_told = 0;  // Every message up to this UID was told (or seen at open).
+    };
 
     std::uint64_t client_add(AccessClient& client);
     void client_remove(AccessClient& client);
@@ -243,6 +277,7 @@ private:
     void finished(std::unique_ptr<AccessJob> job);  // Sends the reply home.
     void notify(MailboxEvent event);
     void notify_exists(std::string_view account, std::string_view mailbox);
+    void notify_flags(const AccessJob& job);
     std::uint64_t mailbox_id(std::string_view account, std::string_view mailbox) const;
 
     // On the client's shard.
@@ -255,7 +290,7 @@ private:
     std::uint64_t next_token_ = 1;
     std::unordered_map<std::uint64_t, AccessClient*> clients_;
     std::unordered_map<std::uint64_t, Lock> locks_;                  // Mailbox id -> lock.
-    std::unordered_map<std::uint64_t, std::vector<Watcher>> watchers_;  // Mailbox id -> ...
+    std::unordered_map<std::uint64_t, WatchList> watchers_;  // Mailbox id -> its watchers.
     std::deque<std::unique_ptr<AccessJob>> local_jobs_;  // Requests and replies for here.
     std::deque<std::unique_ptr<EventJob>> local_events_;
     std::deque<CrossMessage> backlog_;

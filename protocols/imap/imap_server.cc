@@ -367,9 +367,38 @@ void ImapServer::tls_started() {
     mode_ = Mode::command;
 }
 
+// FLAGS and PERMANENTFLAGS with the keywords defined so far.
+void ImapServer::tell_flags() {
+    std::string kw;
+    for (const std::string& k : keywords_) {
+        kw.push_back(' ');
+        kw.append(k);
+    }
+    untagged("FLAGS (" + std::string(system_flags) + kw + ")");
+    if (read_only_) {
+        untagged("OK [PERMANENTFLAGS ()] No permanent flags permitted");
+    } else {
+        untagged("OK [PERMANENTFLAGS (" + std::string(system_flags) + kw + " \\*)] Flags permitted");
+    }
+}
+
+// RFC 3501 7.2.6: a keyword defined since SELECT (by this or another session) gets a new
+// untagged FLAGS before the FETCH that shows it.
+void ImapServer::keywords_seen(std::span<const std::string_view> keywords) {
+    if (state_ != State::selected || lost_) return;
+    bool added = false;
+    for (std::string_view k : keywords) {
+        if (std::find(keywords_.begin(), keywords_.end(), k) != keywords_.end()) continue;
+        keywords_.emplace_back(k);  // bounds: keywords_per_account_max names at most.
+        added = true;
+    }
+    if (added) tell_flags();
+}
+
 void ImapServer::end_view() {
     if (state_ == State::selected && !lost_) host_.mailbox_close();
     if (state_ == State::selected) state_ = State::authenticated;
+    std::vector<std::string>().swap(keywords_);
     view_.clear();
     changes_.clear();
     changes_overflow_ = false;
@@ -833,17 +862,8 @@ void ImapServer::select_done(Status status, const ImapSelectInfo& info) {
         read_only_ = cmd_.verb == Verb::examine || info.read_only;
         view_.assign(info.uids.begin(), info.uids.end());
         changes_.clear();
-        std::string kw;
-        for (std::string_view k : info.keywords) {
-            kw.push_back(' ');
-            kw.append(k);
-        }
-        untagged("FLAGS (" + std::string(system_flags) + kw + ")");
-        if (read_only_) {
-            untagged("OK [PERMANENTFLAGS ()] No permanent flags permitted");
-        } else {
-            untagged("OK [PERMANENTFLAGS (" + std::string(system_flags) + kw + " \\*)] Flags permitted");
-        }
+        keywords_.assign(info.keywords.begin(), info.keywords.end());
+        tell_flags();
         untagged(std::to_string(view_.size()) + " EXISTS");
         if (!rev2_) {
             untagged("0 RECENT");
@@ -1161,6 +1181,7 @@ void ImapServer::fetch_done(Status status) {
 }
 
 void ImapServer::emit_fetch(const ImapMessageData& m, std::uint32_t seq) {
+    if (!m.keywords.empty()) keywords_seen(m.keywords);
     std::string& line = scratch_;
     line.assign("* ");
     append_u64(line, seq);
@@ -1418,7 +1439,8 @@ void ImapServer::do_store() {
 void ImapServer::store_done(Status status, std::span<const ImapFlagUpdate> updated) {
     const bool report = !lost_ && status == Status::ok && cmd_.verb == Verb::store && !cmd_.silent;
     for (const ImapFlagUpdate& u : updated) {
-        if (!report) break;
+        if (status == Status::ok && !u.keywords.empty()) keywords_seen(u.keywords);
+        if (!report) continue;
         const std::uint32_t seq = seq_of(u.uid);
         if (seq == 0) continue;
         std::string line("* ");
@@ -1597,6 +1619,7 @@ void ImapServer::flush_changes() {
                 const std::uint32_t seq = seq_of(c.uid);
                 if (seq == 0) break;
                 keywords.assign(c.keywords.begin(), c.keywords.end());
+                keywords_seen(keywords);
                 std::string line(std::to_string(seq));
                 line.append(" FETCH (UID ");
                 append_u64(line, c.uid);

@@ -323,6 +323,8 @@ private:
     std::uint32_t seq_of(std::uint32_t uid) const;  // 0 when not in the view.
     void flush_changes();
     void end_view();
+    void tell_flags();
+    void keywords_seen(std::span<const std::string_view> keywords);
     void reply_tagged(std::string_view kind, std::string_view text);
     void reply_status(Status status, std::string_view what);
     void reply_bad(std::string_view tag, std::string_view text);
@@ -362,6 +364,7 @@ private:
     std::string selected_name_;
     bool read_only_ = false;
     std::vector<std::uint32_t> view_;  // Index = sequence number - 1.
+    std::vector<std::string> keywords_;  // Keywords told in FLAGS since SELECT.
     std::deque<Change> changes_;
     bool changes_overflow_ = false;
     std::vector<std::uint32_t> saved_search_;

@@ -27,8 +27,6 @@ constexpr std::uint64_t tag_expunge_read = 9;
 constexpr std::uint64_t tag_expunge = 10;
 constexpr std::uint64_t tag_append_check = 11;
 constexpr std::uint64_t tag_append = 12;
-constexpr std::uint64_t tag_refresh = 13;  // Above 8 bits: the view generation it reads for.
-constexpr unsigned tag_kind_bits = 8;
 
 bool is_loopback(const sockaddr_storage& peer) {
     if (peer.ss_family == AF_INET) {
@@ -52,17 +50,7 @@ storage::FlagMode flag_mode(StoreMode mode) {
     return storage::FlagMode::replace;
 }
 
-std::uint32_t flags_apply(std::uint32_t old, StoreMode mode, std::uint32_t flags) {
-    switch (mode) {
-        case StoreMode::add: return old | flags;
-        case StoreMode::remove: return old & ~flags;
-        case StoreMode::replace: break;
-    }
-    return flags;
-}
-
-const mail::MessageEntry* entry_find(const std::vector<mail::MessageEntry>& list,
-                                     std::uint32_t uid) {
+mail::MessageEntry* entry_find(std::vector<mail::MessageEntry>& list, std::uint32_t uid) {
     auto it = std::lower_bound(list.begin(), list.end(), uid,
                                [](const mail::MessageEntry& m, std::uint32_t u) { return m.uid < u; });
     return it != list.end() && it->uid == uid ? &*it : nullptr;
@@ -171,17 +159,23 @@ public:
         factory_.passwords().check(*account, password, *this);
     }
 
-    void list(bool /*with_status*/) override {
+    void list(bool with_status) override {
         mail::AccessRequest request;
         request.op = mail::AccessOp::list;
         request.account = account_;
+        request.counts = with_status;
         if (Status s = client_->submit(std::move(request), tag_list); s != Status::ok) {
             server_->list_done(s, {});
         }
     }
 
     void status(std::string_view mailbox) override {
-        if (Status s = submit_open(mailbox, false, tag_status); s != Status::ok) {
+        mail::AccessRequest request;
+        request.op = mail::AccessOp::status;
+        request.account = account_;
+        request.mailbox = std::string(mailbox);
+        request.counts = true;
+        if (Status s = client_->submit(std::move(request), tag_status); s != Status::ok) {
             server_->status_done(s, {});
         }
     }
@@ -210,22 +204,19 @@ public:
         mailbox_close();  // The server closes the previous one first; be sure of it.
         select_read_only_ = read_only;
         select_name_ = std::string(mailbox);
-        // A watch lives as long as the client: watch each mailbox once. Past
-        // watches_per_client_max mailboxes a SELECT still works, without live updates.
-        select_watch_ = !watched_.contains(select_name_) &&
-                        watched_.size() < mail::watches_per_client_max;
-        if (Status s = submit_open(mailbox, select_watch_, tag_select); s != Status::ok) {
+        // The selected mailbox is always watched, and only while it is selected.
+        if (Status s = submit_open(mailbox, true, tag_select); s != Status::ok) {
             server_->select_done(s, {});
         }
     }
 
+    // Drops the view and its watch; memory goes back to what an idle session needs.
     void mailbox_close() override {
+        if (selected_id_ != 0 && client_) client_->unwatch(selected_id_);
         selected_id_ = 0;
-        ++view_generation_;  // Refreshes in flight are for the old view now.
-        refreshing_ = false;
-        refresh_again_ = false;
-        messages_.clear();
-        flag_uids_.clear();
+        std::vector<mail::MessageEntry>().swap(messages_);
+        std::string().swap(selected_name_);
+        drop_cache();
     }
 
     void fetch(const ImapFetchRequest& request) override {
@@ -236,7 +227,7 @@ public:
     }
 
     void store(std::span<const std::uint32_t> uids, StoreMode mode, std::uint32_t flags,
-               std::span<const std::string> /*keywords*/) override {
+               std::span<const std::string> keywords) override {
         mail::AccessRequest request;
         request.op = mail::AccessOp::flags_set;
         request.account = account_;
@@ -244,9 +235,7 @@ public:
         request.uids.assign(uids.begin(), uids.end());
         request.mode = flag_mode(mode);
         request.flags = flags & flag_bits_all;
-        store_mode_ = mode;
-        store_flags_ = flags & flag_bits_all;
-        store_uids_.assign(uids.begin(), uids.end());
+        request.keywords.assign(keywords.begin(), keywords.end());
         if (Status s = client_->submit(std::move(request), tag_store); s != Status::ok) {
             server_->store_done(s, {});
         }
@@ -275,6 +264,7 @@ public:
     void append_begin(const ImapAppendRequest& request) override {
         append_mailbox_ = std::string(request.mailbox);
         append_flags_ = request.flags & flag_bits_all;
+        append_keywords_.assign(request.keywords.begin(), request.keywords.end());
         append_date_ = request.internal_date;
         append_bytes_.clear();
         if (request.bytes > factory_.server_config().append_bytes_max) {
@@ -302,6 +292,8 @@ public:
         request.account = account_;
         request.mailbox = append_mailbox_;
         request.flags = append_flags_;
+        request.keywords = std::move(append_keywords_);
+        append_keywords_.clear();
         request.internal_date = append_date_;
         request.bytes = std::move(append_bytes_);
         append_bytes_.clear();
@@ -311,8 +303,8 @@ public:
     }
 
     void append_abort() override {
-        append_bytes_.clear();
-        append_bytes_.shrink_to_fit();
+        std::string().swap(append_bytes_);
+        append_keywords_.clear();
     }
 
     // ---- PasswordCheckDone ----
@@ -332,7 +324,7 @@ public:
 
     // ---- AccessHandler ----
     void access_done(std::uint64_t tag, mail::AccessOp /*op*/, mail::AccessReply& reply) override {
-        switch (tag & ((1u << tag_kind_bits) - 1)) {
+        switch (tag) {
             case tag_list: listed(reply); break;
             case tag_status: status_read(reply); break;
             case tag_mailbox_op: server_->mailbox_op_done(reply.status); break;
@@ -350,31 +342,48 @@ public:
                 server_->append_done(reply.status, reply.uidvalidity, reply.uid);
                 break;
             default:
-                RP_ASSERT((tag & ((1u << tag_kind_bits) - 1)) == tag_refresh);
-                refreshed(reply, tag >> tag_kind_bits);
+                RP_ASSERT(false);  // Every tag we submit is listed above.
                 break;
         }
         after_host();
     }
 
+    // Events carry the change itself: the view follows without reading the mailbox again.
+    // Echoes of what this session already knows are harmless (see ImapHost::select).
     void mailbox_changed(const mail::MailboxEvent& event) override {
         if (!server_ || selected_id_ == 0 || event.mailbox_id != selected_id_) return;
-        if (event.kind == mail::MailboxEvent::Kind::expunge) {
-            for (std::uint32_t uid : event.uids) {
-                server_->mailbox_expunged(uid);
-                auto it = std::lower_bound(
-                    messages_.begin(), messages_.end(), uid,
-                    [](const mail::MessageEntry& m, std::uint32_t u) { return m.uid < u; });
-                if (it != messages_.end() && it->uid == uid) messages_.erase(it);
-            }
-            after_host();
-            return;
+        keywords_learn(event.keyword_names);
+        switch (event.kind) {
+            case mail::MailboxEvent::Kind::expunge:
+                for (std::uint32_t uid : event.uids) {
+                    server_->mailbox_expunged(uid);
+                    auto it = std::lower_bound(
+                        messages_.begin(), messages_.end(), uid,
+                        [](const mail::MessageEntry& m, std::uint32_t u) { return m.uid < u; });
+                    if (it != messages_.end() && it->uid == uid) messages_.erase(it);
+                }
+                break;
+            case mail::MailboxEvent::Kind::exists:
+                for (const mail::MessageEntry& m : event.messages) {
+                    if (m.uid <= uid_high_) continue;  // Known already.
+                    messages_.push_back(m);  // bounds: the mailbox's size.
+                    uid_high_ = m.uid;
+                    server_->mailbox_exists(m.uid);
+                }
+                break;
+            case mail::MailboxEvent::Kind::flags:
+                for (const mail::MessageEntry& m : event.messages) {
+                    mail::MessageEntry* entry = entry_find(messages_, m.uid);
+                    if (entry == nullptr) continue;  // Expunged meanwhile.
+                    entry->flags = m.flags;
+                    entry->keywords = m.keywords;
+                    entry->modseq = m.modseq;
+                    keyword_views(m.keywords, views_);
+                    server_->mailbox_flags({m.uid, m.flags & flag_bits_all, views_, m.modseq});
+                }
+                break;
         }
-        if (event.kind == mail::MailboxEvent::Kind::flags) {
-            // bounds: a mailbox's size; cleared by every refresh.
-            flag_uids_.insert(flag_uids_.end(), event.uids.begin(), event.uids.end());
-        }
-        refresh();
+        after_host();
     }
 
     // ---- the two body readers ----
@@ -404,38 +413,65 @@ private:
         return client_->submit(std::move(request), tag);
     }
 
+    static ImapMailboxStatus status_of(const storage::MailboxInfo& info,
+                                       const mail::MailboxCounts& counts) {
+        ImapMailboxStatus s;
+        s.messages = info.message_count;
+        s.uidnext = info.uidnext;
+        s.uidvalidity = info.uidvalidity;
+        s.highest_modseq = info.highest_modseq;
+        s.unseen = counts.unseen;
+        s.deleted = counts.deleted;
+        s.size = counts.size;
+        return s;
+    }
+
     void listed(mail::AccessReply& reply) {
         std::vector<ImapMailboxEntry> entries;
         entries.reserve(reply.mailboxes.size());
-        for (const storage::MailboxInfo& info : reply.mailboxes) {
+        for (std::size_t i = 0; i < reply.mailboxes.size(); ++i) {
+            const storage::MailboxInfo& info = reply.mailboxes[i];
             ImapMailboxEntry e;
             e.name = info.name;
             e.special_use = info.special_use;
             e.subscribed = true;
-            e.status.messages = info.message_count;
-            e.status.uidnext = info.uidnext;
-            e.status.uidvalidity = info.uidvalidity;
-            e.status.highest_modseq = info.highest_modseq;
+            e.status = status_of(info, i < reply.mailbox_counts.size() ? reply.mailbox_counts[i]
+                                                                       : mail::MailboxCounts{});
             entries.push_back(e);
         }
         server_->list_done(reply.status, entries);
     }
 
     void status_read(mail::AccessReply& reply) {
-        ImapMailboxStatus s;
-        if (reply.status == Status::ok) {
-            const mail::MailboxSnapshot& snap = reply.snapshot;
-            s.messages = static_cast<std::uint32_t>(snap.messages.size());
-            s.uidnext = snap.uidnext;
-            s.uidvalidity = snap.uidvalidity;
-            s.highest_modseq = snap.highest_modseq;
-            for (const mail::MessageEntry& m : snap.messages) {
-                if ((m.flags & flag_seen) == 0) ++s.unseen;
-                if ((m.flags & flag_deleted) != 0) ++s.deleted;
-                s.size += m.size;  // bounds: a sum of stored sizes, far below 2^64.
+        Status status = reply.status;
+        if (status == Status::ok && reply.info.quarantined) status = Status::quarantined;
+        server_->status_done(status, status == Status::ok ? status_of(reply.info, reply.counts)
+                                                          : ImapMailboxStatus{});
+    }
+
+    // Keyword names of the account: indexes only ever grow, so the longest list is newest.
+    void keywords_learn(const std::vector<std::string>& names) {
+        if (names.size() > keyword_names_.size()) keyword_names_ = names;
+    }
+
+    // Appends the names of the keywords set in `keywords` to `out` (cleared first).
+    void keyword_views(const storage::Keywords& keywords, std::vector<std::string_view>& out) const {
+        out.clear();
+        for (std::size_t word = 0; word < keywords.size(); ++word) {
+            std::uint64_t bits = keywords[word];
+            while (bits != 0) {
+                const auto bit = static_cast<std::size_t>(__builtin_ctzll(bits));
+                bits &= bits - 1;
+                const std::size_t index = word * 64 + bit;  // bounds: < keywords_per_account_max.
+                if (index < keyword_names_.size()) out.push_back(keyword_names_[index]);
             }
         }
-        server_->status_done(reply.status, s);
+    }
+
+    void drop_cache() {
+        cache_valid_ = false;
+        std::string().swap(cache_bytes_);
+        cache_mime_ = MimeMessage{};
     }
 
     void selected(mail::AccessReply& reply) {
@@ -444,14 +480,12 @@ private:
             return;
         }
         mail::MailboxSnapshot& snap = reply.snapshot;
-        // The name may now be another mailbox (deleted and created again): watch that one too.
-        auto watched = watched_.find(select_name_);
-        const bool rewatch = watched != watched_.end() && watched->second != snap.mailbox_id;
-        if (select_watch_ || rewatch) watched_[select_name_] = snap.mailbox_id;
         selected_id_ = snap.mailbox_id;
-        selected_name_ = select_name_;
+        selected_name_ = std::move(select_name_);
+        std::string().swap(select_name_);
         messages_ = std::move(snap.messages);
-        flag_uids_.clear();
+        keywords_learn(snap.keyword_names);
+        std::vector<std::string_view> keywords(keyword_names_.begin(), keyword_names_.end());
         std::vector<std::uint32_t> uids;
         uids.reserve(messages_.size());
         ImapSelectInfo info;
@@ -466,9 +500,9 @@ private:
         info.uidnext = snap.uidnext;
         info.highest_modseq = snap.highest_modseq;
         info.uids = uids;
+        info.keywords = keywords;
         info.read_only = select_read_only_;
         server_->select_done(Status::ok, info);
-        if (rewatch) refresh(true);
     }
 
     // ---- FETCH ----
@@ -501,6 +535,8 @@ private:
         data.size = entry.size;
         data.modseq = entry.modseq;
         data.body_token = entry.uid;
+        keyword_views(entry.keywords, views_);
+        data.keywords = views_;
         if (fetch_needs_ != 0) {
             data.size = cache_bytes_.size();
             data.mime = &cache_mime_;
@@ -664,22 +700,35 @@ private:
 
     // ---- STORE, EXPUNGE ----
 
+    // The reply carries the new flags and keywords of every message changed.
     void stored(mail::AccessReply& reply) {
         if (reply.status != Status::ok) {
             server_->store_done(reply.status, {});
             return;
         }
+        keywords_learn(reply.changed.keyword_names);
+        const std::vector<mail::MessageEntry>& changed = reply.changed.messages;
+        // All keyword views first (one vector, no reallocation after), then the spans.
+        std::vector<std::string_view> views;
+        std::vector<std::pair<std::size_t, std::size_t>> ranges;
+        ranges.reserve(changed.size());
+        for (const mail::MessageEntry& m : changed) {
+            keyword_views(m.keywords, views_);
+            ranges.emplace_back(views.size(), views_.size());
+            views.insert(views.end(), views_.begin(), views_.end());
+        }
         std::vector<ImapFlagUpdate> updates;
-        updates.reserve(store_uids_.size());
-        for (std::uint32_t uid : store_uids_) {
-            auto it = std::lower_bound(
-                messages_.begin(), messages_.end(), uid,
-                [](const mail::MessageEntry& m, std::uint32_t u) { return m.uid < u; });
-            if (it == messages_.end() || it->uid != uid) continue;
-            mail::MessageEntry* entry = &*it;
-            entry->flags = flags_apply(entry->flags, store_mode_, store_flags_);
-            entry->modseq = reply.modseq;
-            updates.push_back({uid, entry->flags & flag_bits_all, {}, reply.modseq});
+        updates.reserve(changed.size());
+        for (std::size_t i = 0; i < changed.size(); ++i) {
+            const mail::MessageEntry& m = changed[i];
+            mail::MessageEntry* entry = entry_find(messages_, m.uid);
+            if (entry == nullptr) continue;
+            entry->flags = m.flags;
+            entry->keywords = m.keywords;
+            entry->modseq = m.modseq;
+            const std::span<const std::string_view> kw(views.data() + ranges[i].first,
+                                                       ranges[i].second);
+            updates.push_back({m.uid, m.flags & flag_bits_all, kw, m.modseq});
         }
         server_->store_done(Status::ok, updates);
     }
@@ -721,58 +770,6 @@ private:
         server_->expunge_done(reply.status, reply.status == Status::ok
                                                 ? std::span<const std::uint32_t>(expunge_uids_)
                                                 : std::span<const std::uint32_t>{});
-    }
-
-    // ---- changes of the selected mailbox ----
-
-    // `watch`: also start watching the mailbox (a refresh reply diffs either way).
-    void refresh(bool watch = false) {
-        if (refreshing_) {
-            refresh_again_ = true;
-            refresh_watch_ = refresh_watch_ || watch;
-            return;
-        }
-        const std::uint64_t tag = (view_generation_ << tag_kind_bits) | tag_refresh;
-        if (submit_open(selected_name_, watch, tag) != Status::ok) return;
-        refreshing_ = true;
-    }
-
-    // Diffs the fresh snapshot against the one we hold: new UIDs are EXISTS, missing ones
-    // EXPUNGE, changed (or reported) flags a FETCH.
-    void refreshed(mail::AccessReply& reply, std::uint64_t generation) {
-        if (generation != view_generation_) return;  // For a view closed since.
-        refreshing_ = false;
-        const bool current = reply.status == Status::ok && selected_id_ != 0 &&
-                             reply.snapshot.mailbox_id == selected_id_;
-        if (current) {
-            std::vector<mail::MessageEntry>& fresh = reply.snapshot.messages;
-            for (const mail::MessageEntry& m : messages_) {
-                if (entry_find(fresh, m.uid) == nullptr) server_->mailbox_expunged(m.uid);
-            }
-            std::sort(flag_uids_.begin(), flag_uids_.end());
-            for (const mail::MessageEntry& m : fresh) {
-                const mail::MessageEntry* old = entry_find(messages_, m.uid);
-                if (old == nullptr) {
-                    if (m.uid > uid_high_) {
-                        server_->mailbox_exists(m.uid);
-                        uid_high_ = m.uid;
-                    }
-                    continue;
-                }
-                if (old->flags != m.flags ||
-                    std::binary_search(flag_uids_.begin(), flag_uids_.end(), m.uid)) {
-                    server_->mailbox_flags({m.uid, m.flags & flag_bits_all, {}, m.modseq});
-                }
-            }
-            flag_uids_.clear();
-            messages_ = std::move(fresh);
-        }
-        if (refresh_again_ && selected_id_ != 0) {
-            refresh_again_ = false;
-            const bool watch = refresh_watch_;
-            refresh_watch_ = false;
-            refresh(watch);
-        }
     }
 
     // ---- driving the server ----
@@ -874,16 +871,10 @@ private:
     std::string selected_name_;
     std::vector<mail::MessageEntry> messages_;
     std::uint32_t uid_high_ = 0;
-    std::uint64_t view_generation_ = 0;
-    std::unordered_map<std::string, std::uint64_t> watched_;
     std::string select_name_;
-    bool select_watch_ = false;
     bool select_read_only_ = false;
-    // Changes made by others.
-    std::vector<std::uint32_t> flag_uids_;
-    bool refreshing_ = false;
-    bool refresh_again_ = false;
-    bool refresh_watch_ = false;
+    std::vector<std::string> keyword_names_;  // The account's keywords, by index.
+    std::vector<std::string_view> views_;     // Scratch: one message's keyword names.
     // FETCH.
     std::vector<std::uint32_t> fetch_uids_;
     std::size_t fetch_index_ = 0;
@@ -902,14 +893,12 @@ private:
     std::span<const std::byte> stream_chunk_;
     bool stream_last_ = false;
     mail::BodyReader* stream_reader_ = nullptr;
-    // STORE, EXPUNGE, APPEND.
-    StoreMode store_mode_ = StoreMode::add;
-    std::uint32_t store_flags_ = 0;
-    std::vector<std::uint32_t> store_uids_;
+    // EXPUNGE, APPEND.
     std::vector<std::uint32_t> expunge_filter_;
     std::vector<std::uint32_t> expunge_uids_;
     std::string append_mailbox_;
     std::uint32_t append_flags_ = 0;
+    std::vector<std::string> append_keywords_;
     std::int64_t append_date_ = 0;
     std::string append_bytes_;
 };

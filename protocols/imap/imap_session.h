@@ -9,13 +9,14 @@
 // Core: the shard's thread only. Mailboxes and bodies may live on other shards: mail_access
 //   carries the requests; the session reads body bytes itself with its shard's Io.
 // Flow: LOGIN/AUTHENTICATE -> PasswordChecker (the same one as POP3). SELECT opens a snapshot
-//   and watches the mailbox; MailboxEvents become EXISTS/EXPUNGE/FETCH: `exists` and `flags`
-//   events carry no UIDs or flag values, so the session re-opens the snapshot and diffs.
+//   and watches the mailbox until it is closed; MailboxEvents carry the new messages, the new
+//   flags and keywords and the expunged UIDs, and become EXISTS/EXPUNGE/FETCH without reading
+//   the mailbox again. Keywords are stored per account (mail_access keyword_names).
 //   FETCH literals ("BODY[]") are streamed from the store in 16 KiB slices while the send
 //   queue is below limits::session_output_high_bytes; ENVELOPE/BODYSTRUCTURE and header
 //   fields load the whole body and run mime_parse (one message cached per session).
-// Gaps of the adapter: no keywords are stored (STORE of keywords changes nothing), and every
-//   mailbox is reported as subscribed.
+// Memory: an idle session holds no view, no cached message and no APPEND bytes; closing
+//   the selected mailbox gives its view back.
 // Timeouts: not authenticated: 60 s; otherwise [imap] idle_timeout_ms (also in IDLE).
 #pragma once
 

@@ -363,6 +363,81 @@ class ImapTest(unittest.TestCase):
             s.sendall(b"d LOGOUT\r\n")
             read_until(rb"d OK[^\r]*\r\n")
 
+    # Proves keywords are stored: STORE, APPEND and COPY keep them, FETCH FLAGS and the other
+    # session's untagged FETCH show them, PERMANENTFLAGS has \*, FLAGS lists the defined ones,
+    # SEARCH KEYWORD/UNKEYWORD select by them, and all of it survives a restart.
+    def test_keywords(self):
+        d = self.daemon()
+        for user in USERS:
+            self.deliver(d, user, [message(b"k1"), message(b"k2")])
+        for user in USERS:
+            c1, c2 = self.imap(d, user), self.imap(d, user)
+            self.assertEqual(c1.select("INBOX")[0], "OK")
+            self.assertIn(b"\\*", c1.response("PERMANENTFLAGS")[1][0])
+            c2.select("INBOX")
+            typ, data = c1.store("1", "+FLAGS", "($Important Project1)")
+            self.assertEqual(typ, "OK")
+            self.assertIn(b"$Important", data[0])
+            self.assertIn(b"Project1", data[0])
+            seen = self.wait_untagged(c2, "FETCH")
+            self.assertTrue(any(b"$Important" in line and b"Project1" in line for line in seen),
+                            seen)
+            self.assertEqual(c1.search(None, "KEYWORD", "$Important")[1], [b"1"])
+            self.assertEqual(c1.search(None, "UNKEYWORD", "$Important")[1], [b"2"])
+            typ, _ = c1.append("INBOX", "(\\Seen Later)", None, message(b"k3"))
+            self.assertEqual(typ, "OK")
+            self.wait_untagged(c2, "EXISTS", b"3")
+            typ, data = c2.fetch("3", "(FLAGS)")
+            self.assertIn(b"Later", data[0])
+            self.assertIn(b"\\Seen", data[0])
+            self.assertEqual(c1.create("Keep")[0], "OK")
+            self.assertEqual(c1.copy("1", "Keep")[0], "OK")
+            typ, data = c1.store("1", "-FLAGS", "(Project1)")
+            # Earlier untagged FETCHes (the echo of c1's first STORE) may come first.
+            self.assertNotIn(b"Project1", data[-1])
+            self.assertEqual(c2.search(None, "KEYWORD", "Project1")[1], [b""])
+        self.assertEqual(d.stop(), 0)
+        d.start()
+        for user in USERS:
+            c = self.imap(d, user)
+            c.select("INBOX")
+            flags = c.response("FLAGS")[1][0]
+            for name in (b"$Important", b"Project1", b"Later"):
+                self.assertIn(name, flags)
+            typ, data = c.fetch("1:*", "(FLAGS)")
+            self.assertIn(b"$Important", data[0])
+            self.assertNotIn(b"Project1", data[0])
+            self.assertNotIn(b"$Important", data[1])
+            self.assertIn(b"Later", data[2])
+            self.assertEqual(c.search(None, "KEYWORD", "Later")[1], [b"3"])
+            c.select("Keep")
+            typ, data = c.fetch("1", "(FLAGS)")
+            self.assertIn(b"$Important", data[0])
+            self.assertIn(b"Project1", data[0])
+
+    # Proves STATUS and LIST-STATUS count UNSEEN messages (and agree), and that a flag change
+    # by another session is seen by the next STATUS.
+    def test_list_status_unseen(self):
+        d = self.daemon()
+        user = USERS[1]
+        self.deliver(d, user, [message(b"u1"), message(b"u2"), message(b"u3")])
+        c = self.imap(d, user)
+        c.select("INBOX")
+        c.store("2", "+FLAGS", "(\\Seen)")
+        other = self.imap(d, user)
+        typ, data = other.status("INBOX", "(MESSAGES UNSEEN)")
+        self.assertEqual(typ, "OK")
+        self.assertIn(b"UNSEEN 2", data[0])
+        self.assertIn(b"MESSAGES 3", data[0])
+        typ, data = other._simple_command("LIST", '""', "*", "RETURN",
+                                          "(STATUS (MESSAGES UNSEEN))")
+        self.assertEqual(typ, "OK")
+        _, lines = other._untagged_response(typ, data, "STATUS")
+        inbox = [line for line in lines if b"INBOX" in line]
+        self.assertEqual(len(inbox), 1, lines)
+        self.assertIn(b"UNSEEN 2", inbox[0])
+        self.assertIn(b"MESSAGES 3", inbox[0])
+
     # Proves garbage and a 100 KB line get BAD without dropping the session.
     def test_garbage_and_long_line(self):
         d = self.daemon()

@@ -70,6 +70,10 @@ public:
         EXPECT_EQ(body_status_, Status::ok);
         return body_;
     }
+    std::size_t events() {
+        std::lock_guard lock(mutex_);
+        return events_.size();
+    }
     BodyReader* reader = nullptr;
 
 private:
@@ -301,6 +305,109 @@ TEST_F(MailAccessTest, CrossShardAndLocal) {
         EXPECT_EQ(r2.wait_reply().reply.status, Status::ok);
         on_shard0([&] { c2.reset(); });
         // Clean the mailbox for the next account's round (nothing shared, but be tidy).
+    }
+}
+
+// Proves events carry the change itself: exists names the new messages (with their flags and
+// keywords), flags carries the new flag values and keyword names, the flags_set reply carries
+// the same; status/list count unseen, deleted and size; a watch ended by unwatch() gets no
+// more events and a second watch of the same mailbox is told each new message once.
+TEST_F(MailAccessTest, EventsCarryChanges) {
+    for (const std::string& account : {remote_, local_}) {
+        SCOPED_TRACE(account);
+        Recorder r1;
+        auto c1 = on_shard0([&] { return std::make_unique<AccessClient>(*access0_, r1); });
+        AccessRequest open = request(AccessOp::open, account);
+        open.watch = true;
+        ASSERT_EQ(submit(*c1, open), Status::ok);
+        Reply rep = r1.wait_reply();
+        ASSERT_EQ(rep.reply.status, Status::ok);
+        const std::uint64_t box_id = rep.reply.snapshot.mailbox_id;
+        const std::size_t before = rep.reply.snapshot.messages.size();
+        EXPECT_EQ(on_shard0([&] { return c1->watches(); }), 1u);
+
+        AccessRequest append = request(AccessOp::append, account);
+        append.bytes = "Subject: kw\r\n\r\nbody\r\n";
+        append.flags = storage::flag_seen;
+        append.keywords = {"Work", "$Later"};
+        ASSERT_EQ(submit(*c1, append), Status::ok);
+        rep = r1.wait_reply();
+        ASSERT_EQ(rep.reply.status, Status::ok);
+        const std::uint32_t uid = rep.reply.uid;
+        MailboxEvent ev = r1.wait_event();
+        ASSERT_EQ(ev.kind, MailboxEvent::Kind::exists);
+        ASSERT_EQ(ev.messages.size(), 1u);
+        EXPECT_EQ(ev.messages[0].uid, uid);
+        EXPECT_EQ(ev.messages[0].flags, storage::flag_seen);
+        EXPECT_EQ(ev.messages[0].size, append.bytes.size());
+        ASSERT_EQ(ev.keyword_names.size(), 2u);
+        EXPECT_EQ(ev.keyword_names[0], "Work");
+        EXPECT_EQ(ev.messages[0].keywords[0], 3u);  // Bits 0 and 1: Work, $Later.
+
+        AccessRequest flags = request(AccessOp::flags_set, account);
+        flags.uids = {uid, 999};
+        flags.mode = storage::FlagMode::replace;
+        flags.flags = storage::flag_flagged;
+        flags.keywords = {"$Later", "Urgent"};
+        ASSERT_EQ(submit(*c1, flags), Status::ok);
+        rep = r1.wait_reply();
+        ASSERT_EQ(rep.reply.status, Status::ok);
+        ASSERT_EQ(rep.reply.changed.messages.size(), 1u);  // 999 does not exist.
+        EXPECT_EQ(rep.reply.changed.messages[0].flags, storage::flag_flagged);
+        EXPECT_EQ(rep.reply.changed.messages[0].keywords[0], 6u);  // $Later, Urgent.
+        EXPECT_EQ(rep.reply.changed.keyword_names.size(), 3u);
+        ev = r1.wait_event();
+        ASSERT_EQ(ev.kind, MailboxEvent::Kind::flags);
+        EXPECT_EQ(ev.uids, std::vector<std::uint32_t>{uid});
+        ASSERT_EQ(ev.messages.size(), 1u);
+        EXPECT_EQ(ev.messages[0].flags, storage::flag_flagged);
+        EXPECT_EQ(ev.messages[0].keywords[0], 6u);
+        ASSERT_EQ(ev.keyword_names.size(), 3u);
+        EXPECT_EQ(ev.keyword_names[2], "Urgent");
+
+        AccessRequest status = request(AccessOp::status, account);
+        status.counts = true;
+        ASSERT_EQ(submit(*c1, status), Status::ok);
+        rep = r1.wait_reply();
+        ASSERT_EQ(rep.reply.status, Status::ok);
+        EXPECT_EQ(rep.reply.info.message_count, before + 1);
+        EXPECT_EQ(before, 0u);  // A fresh store.
+        EXPECT_EQ(rep.reply.counts.unseen, 1u);  // STORE replaced \Seen by \Flagged.
+        EXPECT_EQ(rep.reply.counts.deleted, 0u);
+        EXPECT_EQ(rep.reply.counts.size, append.bytes.size());
+        AccessRequest list = request(AccessOp::list, account);
+        list.counts = true;
+        ASSERT_EQ(submit(*c1, list), Status::ok);
+        rep = r1.wait_reply();
+        ASSERT_EQ(rep.reply.status, Status::ok);
+        ASSERT_EQ(rep.reply.mailbox_counts.size(), rep.reply.mailboxes.size());
+
+        // A second watch (another open) is told each new message once, as is the first.
+        ASSERT_EQ(submit(*c1, open), Status::ok);
+        ASSERT_EQ(r1.wait_reply().reply.status, Status::ok);
+        append.keywords.clear();
+        append.flags = 0;
+        ASSERT_EQ(submit(*c1, append), Status::ok);
+        ASSERT_EQ(r1.wait_reply().reply.status, Status::ok);
+        for (int i = 0; i < 2; ++i) {
+            ev = r1.wait_event();
+            EXPECT_EQ(ev.kind, MailboxEvent::Kind::exists);
+            ASSERT_EQ(ev.messages.size(), 1u);
+            EXPECT_EQ(ev.messages[0].uid, uid + 1);
+            EXPECT_TRUE(ev.keyword_names.empty());  // The new message has no keyword.
+        }
+        // Both watches ended: the next change tells nobody.
+        on_shard0([&] {
+            c1->unwatch(box_id);
+            c1->unwatch(box_id);
+        });
+        EXPECT_EQ(on_shard0([&] { return c1->watches(); }), 0u);
+        ASSERT_EQ(submit(*c1, append), Status::ok);
+        ASSERT_EQ(r1.wait_reply().reply.status, Status::ok);
+        ASSERT_EQ(submit(*c1, status), Status::ok);  // A round trip after the append's events.
+        ASSERT_EQ(r1.wait_reply().reply.status, Status::ok);
+        EXPECT_EQ(r1.events(), 0u);
+        on_shard0([&] { c1.reset(); });
     }
 }
 
