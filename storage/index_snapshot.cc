@@ -220,6 +220,7 @@ Status decode_one(RecordType type, std::span<const std::byte> payload, MailboxIn
         case RecordType::snap_spool: {
             SpoolEntry e;
             if (!decode_spool_entry(r, e) || index.spool.count(e.id)) return Status::corrupt;
+            index.spool_due_track(e, true);
             index.spool[e.id] = std::move(e);
             break;
         }

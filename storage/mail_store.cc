@@ -491,14 +491,42 @@ Status MailStore::mailbox_rename(std::string_view account, std::string_view from
     if (!mailbox_name_ok(to)) return Status::invalid;
     Mailbox* box = nullptr;
     if (Status s = resolve(account, from, box); s != Status::ok) return s;
-    // RFC 3501 6.3.5 renames INBOX by moving its messages; not supported: refuse.
-    if (box->name == "INBOX" || mailbox_name(to) == "INBOX") return Status::invalid;
+    if (mailbox_name(to) == "INBOX") return Status::invalid;
     const Account& a = index_.accounts.at(box->account_id);
     if (a.mailboxes.count(mailbox_name(to))) return Status::exists;
+    if (box->name == "INBOX") return inbox_rename(*box, mailbox_name(to));
     if (Status s = op_begin(to.size() + 64); s != Status::ok) return s;
     stage(RecordType::mailbox_rename, scope_make(ScopeKind::mailbox, box->id),
           encoded(MailboxRename{box->id, mailbox_name(to)}));
     return op_end();
+}
+
+// RFC 3501 6.3.5: renaming INBOX moves all its messages to a new mailbox of that name and
+// leaves INBOX in place, empty (same UIDVALIDITY, its UIDs are not reused). One transaction:
+// the create, the appends and the expunges are durable together or not at all.
+Status MailStore::inbox_rename(Mailbox& inbox, const std::string& to) {
+    RP_ASSERT(inbox.name == "INBOX");
+    RP_ASSERT(to != "INBOX");
+    Account& a = index_.accounts.at(inbox.account_id);
+    if (a.mailboxes.size() >= limits::mailboxes_per_account_max) return Status::full;
+    // bounds: messages_per_mailbox_max * 90 fits in 64 bits.
+    if (Status s = op_begin(inbox.messages.size() * 90 + to.size() + 4096); s != Status::ok) return s;
+    const std::uint64_t id = index_.next_mailbox_id;
+    RP_STORE_TXN(([&] {
+        stage(RecordType::mailbox_create, scope_make(ScopeKind::mailbox, id),
+              encoded(MailboxCreate{a.id, id, to, special_none, next_uidvalidity()}));
+        Mailbox* moved_to = index_.mailbox(id);
+        RP_ASSERT(moved_to != nullptr);
+        std::vector<std::uint32_t> uids;
+        uids.reserve(inbox.messages.size());
+        for (const Message& m : inbox.messages) uids.push_back(m.uid);
+        if (!uids.empty()) {
+            (void)copy_into(inbox, uids, *moved_to);
+            stage_expunges(inbox, uids);
+        }
+        RP_ASSERT(inbox.messages.empty());
+        return Status::ok;
+    }()));
 }
 
 Status MailStore::mailbox_delete(std::string_view account, std::string_view mailbox) {
@@ -892,14 +920,12 @@ const SpoolEntry* MailStore::spool_get(std::uint64_t spool_id) const {
 }
 
 std::vector<SpoolDue> MailStore::spool_due(std::int64_t now, std::size_t count_max) const {
+    // Reads only the due recipients: the relay scans often and the spool may be large.
     std::vector<SpoolDue> out;
-    for (const auto& [id, entry] : index_.spool) {
-        for (std::uint32_t i = 0; i < entry.recipients.size(); ++i) {
-            const auto& rc = entry.recipients[i];
-            if (rcpt_state_final(rc.state) || rc.next_attempt > now) continue;
-            if (out.size() == count_max) return out;
-            out.push_back({id, i});
-        }
+    for (const SpoolDueKey& key : index_.spool_due_index) {
+        if (key.next_attempt > now || out.size() == count_max) break;
+        RP_ASSERT_DEBUG(!rcpt_state_final(index_.spool.at(key.spool_id).recipients[key.rcpt_index].state));
+        out.push_back({key.spool_id, key.rcpt_index});
     }
     return out;
 }

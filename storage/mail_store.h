@@ -221,6 +221,8 @@ public:
     [[nodiscard]] Result<std::uint64_t> mailbox_create(std::string_view account,
                                                        std::string_view mailbox,
                                                        std::uint32_t special_use = 0);
+    // Renaming INBOX moves its messages into a new mailbox `to` and leaves INBOX empty
+    // (RFC 3501 6.3.5). invalid (bad name, or to INBOX), exists, not_found, quarantined.
     [[nodiscard]] Status mailbox_rename(std::string_view account, std::string_view from,
                                         std::string_view to);
     [[nodiscard]] Status mailbox_delete(std::string_view account, std::string_view mailbox);
@@ -282,7 +284,8 @@ public:
     // Status::busy while a recipient is not final.
     [[nodiscard]] Status spool_remove(std::uint64_t spool_id);
     const SpoolEntry* spool_get(std::uint64_t spool_id) const;
-    // Pending or deferred recipients with next_attempt <= now, oldest entries first.
+    // Pending or deferred recipients with next_attempt <= now, the longest due first (then by
+    // spool id and recipient). Reads only the due ones (an ordered index), not the spool.
     std::vector<SpoolDue> spool_due(std::int64_t now, std::size_t count_max) const;
     const std::map<std::uint64_t, SpoolEntry>& spool_all() const { return index_.spool; }
 
@@ -304,6 +307,8 @@ public:
     // Needs nothing staged and no flush in flight (else busy).
     [[nodiscard]] Status snapshot(SnapshotDone& done);
     bool snapshot_running() const { return snapshot_ != nullptr; }
+    // The log position of the newest snapshot (0: none yet).
+    Lsn snapshot_lsn() const { return snapshot_lsn_; }
     // Retires what can be retired now (pins released since). Returns how many.
     std::size_t retire_segments();
 
@@ -336,6 +341,7 @@ private:
     Status resolve(std::string_view account, std::string_view mailbox, Mailbox*& box);
     Result<const Mailbox*> resolve_const(std::string_view account, std::string_view mailbox) const;
     Result<UidMap> copy_into(Mailbox& from, std::span<const std::uint32_t> uids, Mailbox& to);
+    Status inbox_rename(Mailbox& inbox, const std::string& to);
     std::uint32_t next_uidvalidity();
     Writer* writer(BodyWriterId id);
     std::uint32_t min_open_segment() const;

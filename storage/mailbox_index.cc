@@ -54,6 +54,19 @@ void MailboxIndex::body_ref(const BodyRef& ref, int delta) {
     }
 }
 
+void MailboxIndex::spool_due_track(const SpoolEntry& entry, bool add) {
+    for (std::uint32_t i = 0; i < entry.recipients.size(); ++i) {
+        const SpoolRecipient& rc = entry.recipients[i];
+        if (rcpt_state_final(rc.state)) continue;
+        const SpoolDueKey key{rc.next_attempt, entry.id, i};
+        if (add) {
+            spool_due_index.insert(key);
+        } else {
+            spool_due_index.erase(key);
+        }
+    }
+}
+
 std::uint64_t MailboxIndex::live_body_bytes() const {
     std::uint64_t total = 0;
     for (const auto& [seg, bytes] : segment_live_bytes) total += bytes;
@@ -303,6 +316,7 @@ Status MailboxIndex::apply_spool(RecordType type, std::span<const std::byte> pay
         }
         body_ref(v.entry.body, +1);
         next_spool_seq = std::max<std::uint64_t>(next_spool_seq, (v.entry.id & 0xffffffffffffull) + 1);
+        spool_due_track(v.entry, true);
         spool[v.entry.id] = std::move(v.entry);
         return Status::ok;
     }
@@ -312,6 +326,8 @@ Status MailboxIndex::apply_spool(RecordType type, std::span<const std::byte> pay
         auto it = spool.find(v.spool_id);
         if (it == spool.end() || v.rcpt_index >= it->second.recipients.size()) return Status::corrupt;
         SpoolRecipient& rc = it->second.recipients[v.rcpt_index];
+        if (!rcpt_state_final(rc.state)) spool_due_index.erase({rc.next_attempt, v.spool_id, v.rcpt_index});
+        if (!rcpt_state_final(v.state)) spool_due_index.insert({v.next_attempt, v.spool_id, v.rcpt_index});
         rc.state = v.state;
         rc.next_attempt = v.next_attempt;
         rc.attempts = v.attempts;
@@ -323,6 +339,7 @@ Status MailboxIndex::apply_spool(RecordType type, std::span<const std::byte> pay
     auto it = spool.find(v.id);
     if (it == spool.end()) return Status::corrupt;
     body_ref(it->second.body, -1);
+    spool_due_track(it->second, false);
     spool.erase(it);
     return Status::ok;
 }

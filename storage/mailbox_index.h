@@ -73,6 +73,14 @@ struct Delivery {
     std::int64_t at = 0;
 };
 
+// A recipient that is still to be tried, ordered by due time (then entry, recipient).
+struct SpoolDueKey {
+    std::int64_t next_attempt = 0;
+    std::uint64_t spool_id = 0;
+    std::uint32_t rcpt_index = 0;
+    auto operator<=>(const SpoolDueKey&) const = default;
+};
+
 struct MailboxIndex {
     explicit MailboxIndex(std::uint16_t shard_id) : shard(shard_id) {}
 
@@ -85,6 +93,8 @@ struct MailboxIndex {
     Mailbox* mailbox(const Account& account, std::string_view name);
     static std::string delivery_key(const DeliveryKey& key);
     void body_ref(const BodyRef& ref, int delta);
+    // Adds (or removes) the entry's non-final recipients to spool_due_index.
+    void spool_due_track(const SpoolEntry& entry, bool add);
     std::uint64_t live_body_bytes() const;
 
     std::uint16_t shard;
@@ -93,6 +103,8 @@ struct MailboxIndex {
     std::unordered_map<std::uint64_t, Mailbox> mailboxes;
     std::unordered_map<std::uint64_t, Body> bodies;
     std::map<std::uint64_t, SpoolEntry> spool;
+    // Every pending or deferred recipient of `spool`, so spool_due() reads only due ones.
+    std::set<SpoolDueKey> spool_due_index;
     std::unordered_map<std::string, Delivery> deliveries;
     std::map<std::uint32_t, std::uint64_t> segment_live_bytes;  // Body bytes per segment.
 

@@ -248,6 +248,14 @@ int store_stats(const Args& args) {
                     static_cast<unsigned long long>(s.accounts), static_cast<unsigned long long>(s.mailboxes),
                     static_cast<unsigned long long>(s.messages), static_cast<unsigned long long>(s.bodies),
                     static_cast<unsigned long long>(s.spool_entries));
+        const OpenReport& r = o->store->open_report();
+        std::printf("shard %d: durable lsn %u:%u, snapshot lsn %u:%u; opened from %s, %llu records "
+                    "(%llu bytes) replayed\n",
+                    shard, lsn_segment(s.durable_lsn), lsn_offset(s.durable_lsn),
+                    lsn_segment(s.snapshot_lsn), lsn_offset(s.snapshot_lsn),
+                    r.snapshot_loaded ? "snapshot" : "log only",
+                    static_cast<unsigned long long>(r.records_replayed),
+                    static_cast<unsigned long long>(r.bytes_replayed));
     }
     return 0;
 }

@@ -126,7 +126,8 @@ TEST_F(Store, MailboxLifecycle) {
     EXPECT_EQ(store->mailbox_rename("a@x", "Work", "Play"), Status::ok);
     EXPECT_EQ(store->mailbox_rename("a@x", "Work", "Other"), Status::not_found);
     EXPECT_EQ(store->mailbox_rename("a@x", "Play", "Sent"), Status::exists);
-    EXPECT_EQ(store->mailbox_rename("a@x", "INBOX", "Old"), Status::invalid);
+    EXPECT_EQ(store->mailbox_rename("a@x", "Play", "inbox"), Status::invalid);
+    EXPECT_EQ(store->mailbox_rename("a@x", "INBOX", "Sent"), Status::exists);
     EXPECT_EQ(store->mailbox_delete("a@x", "INBOX"), Status::invalid);
     flush();
     EXPECT_EQ(store->messages("a@x", "Play")->size(), 1u);
@@ -738,6 +739,115 @@ TEST_F(Store, Subscriptions) {
     open();  // From the snapshot, then the unsubscribe from the log.
     EXPECT_TRUE(store->open_report().snapshot_loaded);
     EXPECT_EQ(store->subscriptions("a@x"), (std::vector<std::string>{"Lists/none-yet", "Sent"}));
+}
+
+// Proves RENAME of INBOX (RFC 3501 6.3.5): every message moves to the new mailbox with its
+// flags and body, INBOX stays with its UIDVALIDITY, empty, and does not reuse UIDs; it is one
+// transaction, recovered as such.
+TEST_F(Store, RenameInboxMovesMessages) {
+    open();
+    ASSERT_EQ(store->account_create("a@x"), Status::ok);
+    put("a@x", "INBOX", "one");
+    put("a@x", "INBOX", "two");
+    const std::uint32_t third = put("a@x", "INBOX", "three");
+    const std::uint32_t seen[] = {third};
+    ASSERT_TRUE(store->flags_set("a@x", "INBOX", seen, FlagMode::add, flag_seen));
+    flush();
+    const auto before = *store->mailbox_status("a@x", "INBOX");
+    Durable d;
+    store->on_durable(&d);
+    ASSERT_EQ(store->mailbox_rename("a@x", "inbox", "Old mail"), Status::ok);
+    EXPECT_EQ(d.calls, 0);
+    flush();
+    EXPECT_EQ(d.calls, 1);
+    auto check = [&](std::uint32_t inbox_count) {
+        auto moved = store->messages("a@x", "Old mail");
+        ASSERT_TRUE(moved);
+        ASSERT_EQ(moved->size(), 3u);
+        EXPECT_EQ(body_string(*store, (*moved)[0].body), "one");
+        EXPECT_EQ(body_string(*store, (*moved)[2].body), "three");
+        EXPECT_EQ((*moved)[2].flags, flag_seen);
+        EXPECT_EQ((*moved)[0].flags, 0u);
+        auto inbox = store->mailbox_status("a@x", "INBOX");
+        ASSERT_TRUE(inbox);
+        EXPECT_EQ(inbox->message_count, inbox_count);
+        EXPECT_EQ(inbox->uidvalidity, before.uidvalidity);
+        EXPECT_EQ(inbox->uidnext, before.uidnext + inbox_count);
+        EXPECT_GT(inbox->highest_modseq, before.highest_modseq);
+    };
+    check(0);
+    EXPECT_EQ(put("a@x", "INBOX", "four"), before.uidnext);  // INBOX goes on.
+    flush();
+    open();
+    check(1);
+    // An empty INBOX renames too (an empty new mailbox).
+    const std::uint32_t four[] = {before.uidnext};
+    ASSERT_TRUE(store->expunge("a@x", "INBOX", four));
+    ASSERT_EQ(store->mailbox_rename("a@x", "INBOX", "Empty"), Status::ok);
+    flush();
+    EXPECT_EQ(store->mailbox_status("a@x", "Empty")->message_count, 0u);
+    EXPECT_TRUE(store->mailbox_status("a@x", "INBOX"));
+}
+
+// Proves spool_due() through its due-time index: only due recipients, the longest due
+// first, count_max respected, updates move a recipient (deferred later, final gone), and the
+// index is rebuilt the same from the log and from a snapshot.
+TEST_F(Store, SpoolDueIndex) {
+    open();
+    auto ref = store->body_put(bytes_of("queued"));
+    ASSERT_TRUE(ref);
+    std::vector<std::uint64_t> ids;
+    for (int i = 0; i < 50; ++i) {
+        SpoolEntry e;
+        e.sender = "s@x";
+        // Due times 1000 - 10 i: later entries are due earlier.
+        e.recipients = {{"a@remote.test", RcptState::pending, 1000 - 10 * i, 0, ""},
+                        {"b@remote.test", RcptState::deferred, 5000 + i, 1, "451 later"}};
+        e.body = *ref;
+        auto id = store->spool_add(e);
+        ASSERT_TRUE(id);
+        ids.push_back(*id);
+    }
+    auto expect_due = [&](std::int64_t now, std::size_t max, std::vector<SpoolDue> want) {
+        auto got = store->spool_due(now, max);
+        ASSERT_EQ(got.size(), want.size()) << "now " << now;
+        for (std::size_t k = 0; k < want.size(); ++k) {
+            EXPECT_EQ(got[k].spool_id, want[k].spool_id) << k;
+            EXPECT_EQ(got[k].rcpt_index, want[k].rcpt_index) << k;
+        }
+    };
+    expect_due(500, 10, {});
+    expect_due(520, 10, {{ids[49], 0}, {ids[48], 0}});
+    expect_due(1000, 3, {{ids[49], 0}, {ids[48], 0}, {ids[47], 0}});
+    EXPECT_EQ(store->spool_due(1000, 1000).size(), 50u);
+    EXPECT_EQ(store->spool_due(9999, 1000).size(), 100u);
+    ASSERT_EQ(store->spool_update(ids[49], 0, RcptState::deferred, 6000, 1, "451"), Status::ok);
+    ASSERT_EQ(store->spool_update(ids[48], 0, RcptState::delivered, 0, 1, "250"), Status::ok);
+    expect_due(530, 10, {{ids[47], 0}});
+    auto check = [&] {
+        expect_due(530, 10, {{ids[47], 0}});
+        EXPECT_EQ(store->spool_due(9999, 1000).size(), 99u);
+        auto last = store->spool_due(9999, 1000).back();
+        EXPECT_EQ(last.spool_id, ids[49]);  // Due at 6000, after every b@ (5000..5049).
+        EXPECT_EQ(last.rcpt_index, 0u);
+    };
+    check();
+    flush();
+    open();
+    check();
+    Snap snap;
+    ASSERT_EQ(store->snapshot(snap), Status::ok);
+    io.run_pending();
+    ASSERT_EQ(snap.status, Status::ok);
+    open();
+    ASSERT_TRUE(store->open_report().snapshot_loaded);
+    check();
+    for (std::uint64_t id : ids) {
+        for (std::uint32_t r = 0; r < 2; ++r) (void)store->spool_update(id, r, RcptState::failed, 0, 2, "5xx");
+        ASSERT_EQ(store->spool_remove(id), Status::ok);
+    }
+    EXPECT_TRUE(store->spool_due(1ll << 40, 1000).empty());
+    EXPECT_TRUE(store->index().spool_due_index.empty());
 }
 
 }  // namespace
