@@ -231,6 +231,19 @@ void read_engine(Context& context, TableReader& root, Settings& s) {
     reader.finish();
 }
 
+void read_store(Context& context, TableReader& root, Settings& s) {
+    const toml::table* table = root.table("store");
+    if (table == nullptr) return;
+    TableReader reader(context, *table, "store");
+    StoreSettings& st = s.store;
+    reader.integer("segment_bytes", st.segment_bytes, 1 << 20, 1ll << 30);
+    reader.integer("snapshot_log_bytes", st.snapshot_log_bytes, 4096, 1ll << 40);
+    reader.integer("upkeep_interval_ms", st.upkeep_interval_ms, 10, ms_max);
+    reader.integer("gc_interval_ms", st.gc_interval_ms, 10, ms_max);
+    reader.integer("compact_step_bytes", st.compact_step_bytes, 4096, 1ll << 30);
+    reader.finish();
+}
+
 void read_smtp(Context& context, TableReader& root, Settings& s) {
     const toml::table* table = root.table("smtp");
     if (table == nullptr) return;
@@ -366,6 +379,7 @@ Result<Settings> parse_text(std::string_view text, const std::string& source_nam
     TableReader root(context, root_table, "");
     read_server(context, root, settings);
     read_engine(context, root, settings);
+    read_store(context, root, settings);
     read_smtp(context, root, settings);
     read_mailbox_protocol(context, root, "pop3", settings.pop3);
     read_mailbox_protocol(context, root, "imap", settings.imap);

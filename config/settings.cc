@@ -42,6 +42,11 @@ std::vector<std::pair<std::string, std::string>> settings_flatten(const Settings
     add("engine.connections_per_ip", num(s.engine.connections_per_ip));
     add("engine.shutdown_grace_ms", num(s.engine.shutdown_grace_ms));
     add("engine.test_echo_listeners", listeners_text(s.engine.test_echo_listeners));
+    add("store.segment_bytes", num(s.store.segment_bytes));
+    add("store.snapshot_log_bytes", num(s.store.snapshot_log_bytes));
+    add("store.upkeep_interval_ms", num(s.store.upkeep_interval_ms));
+    add("store.gc_interval_ms", num(s.store.gc_interval_ms));
+    add("store.compact_step_bytes", num(s.store.compact_step_bytes));
     add("smtp.listeners", listeners_text(s.smtp.listeners));
     add("smtp.message_bytes_max", num(s.smtp.message_bytes_max));
     add("smtp.recipients_max", num(s.smtp.recipients_max));

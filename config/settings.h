@@ -113,10 +113,20 @@ struct UserSettings {
     std::uint32_t line = 0;
 };
 
+// [store]: the mail store and the daemon's upkeep of it (protocols/common/store_upkeep.h).
+struct StoreSettings {
+    std::uint32_t segment_bytes = 256u << 20;          // Log segment size (new segments).
+    std::uint64_t snapshot_log_bytes = 64ull << 20;    // Snapshot after this much log.
+    std::uint64_t upkeep_interval_ms = 1000;           // How often upkeep looks for work.
+    std::uint64_t gc_interval_ms = 60'000;             // Body GC rounds across shards.
+    std::uint64_t compact_step_bytes = 1ull << 20;     // Bytes relocated per compaction step.
+};
+
 struct Settings {
     std::string source_path;                 // The file these came from (absolute).
     ServerSettings server;
     EngineSettings engine;
+    StoreSettings store;
     SmtpSettings smtp;
     MailboxProtocolSettings pop3{{}, 10 * 60'000};   // RFC 1939 3: at least 10 minutes.
     MailboxProtocolSettings imap{{}, 30 * 60'000};   // RFC 9051 5.4: at least 30 minutes.

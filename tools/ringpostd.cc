@@ -27,6 +27,7 @@
 #include "protocols/auth/auth_pool.h"
 #include "protocols/common/mail_access.h"
 #include "protocols/common/shard_mail.h"
+#include "protocols/common/store_upkeep.h"
 #include "protocols/imap/imap_session.h"
 #include "protocols/pop3/pop3_session.h"
 #include "protocols/smtp/relay_agent.h"
@@ -239,8 +240,10 @@ Status shard_setup(rp::Shard& shard, Shared& shared) {
     auto local = std::make_unique<DaemonShard>();
     local->settings = settings;
     std::string error;
+    rp::storage::StoreOptions store_options;
+    store_options.segment_bytes = settings->store.segment_bytes;
     auto mail = rp::mail::ShardMail::open(shard, *shared.cluster, shared.directory,
-                                          settings->server.data_dir, &error);
+                                          settings->server.data_dir, &error, store_options);
     if (!mail) {
         rp::log::error("shard {}: {}", shard.index(), error);
         return mail.status();
@@ -284,7 +287,15 @@ Status shard_setup(rp::Shard& shard, Shared& shared) {
         Status status = shard.sessions().register_protocol("test-echo", *local->echo);
         if (status != Status::ok) return status;
     }
+    rp::mail::ShardMail& shard_mail = *local->mail;
     shard.own(std::move(local));
+    // Owned after the ShardMail's owner, so destroyed before it.
+    rp::mail::StoreUpkeepOptions upkeep;
+    upkeep.interval_ms = settings->store.upkeep_interval_ms;
+    upkeep.snapshot_log_bytes = settings->store.snapshot_log_bytes;
+    upkeep.gc_interval_ms = settings->store.gc_interval_ms;
+    upkeep.compact_step_bytes = settings->store.compact_step_bytes;
+    shard.own(std::make_unique<rp::mail::StoreUpkeep>(shard_mail, *shared.cluster, upkeep));
     return Status::ok;
 }
 

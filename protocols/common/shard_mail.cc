@@ -159,9 +159,10 @@ Status ShardMail::check_layout(const std::string& data_dir, unsigned shard_count
 Result<std::unique_ptr<ShardMail>> ShardMail::open(Shard& shard, MailCluster& cluster,
                                                    std::shared_ptr<const smtp::Directory> directory,
                                                    const std::string& data_dir,
-                                                   std::string* error) {
+                                                   std::string* error,
+                                                   const storage::StoreOptions& store_options) {
     std::unique_ptr<ShardMail> mail(new ShardMail(shard, cluster, std::move(directory)));
-    storage::StoreOptions options;
+    storage::StoreOptions options = store_options;
     options.dir = data_dir + "/shard-" + std::to_string(shard.index());
     options.shard = static_cast<std::uint16_t>(shard.index());
     auto store = storage::MailStore::open(shard.io(), shard.reactor().clock(), options);

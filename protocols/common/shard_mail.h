@@ -85,7 +85,8 @@ public:
     // commit tick. On failure `error` holds one line.
     [[nodiscard]] static Result<std::unique_ptr<ShardMail>> open(
         Shard& shard, MailCluster& cluster, std::shared_ptr<const smtp::Directory> directory,
-        const std::string& data_dir, std::string* error);
+        const std::string& data_dir, std::string* error,
+        const storage::StoreOptions& store_options = {});
     ~ShardMail() override;
 
     // Checks (or writes, for a new folder) <data>/layout: the shard count the data was made
