@@ -25,6 +25,7 @@
 #include "core/tls.h"
 #include "protocols/auth/account_db.h"
 #include "protocols/auth/auth_pool.h"
+#include "protocols/common/login_checker.h"
 #include "protocols/common/mail_access.h"
 #include "protocols/common/shard_mail.h"
 #include "protocols/common/store_upkeep.h"
@@ -64,6 +65,8 @@ public:
     std::unique_ptr<rp::mail::ShardMail> mail;
     // Destroyed before `mail`, which it observes; the POP3 factories go before it.
     std::unique_ptr<rp::mail::MailAccess> access;
+    // POP3 and IMAP logins (argon2id on the hash pool, throttled); the factories use it.
+    std::unique_ptr<rp::mail::AccountChecker> logins;
     std::vector<std::unique_ptr<rp::pop3::Pop3Factory>> pop3;
     std::vector<std::unique_ptr<rp::imap::ImapFactory>> imap;
     // Outbound delivery of this shard's spool; destroyed first (it works on `mail`).
@@ -153,6 +156,16 @@ void smtp_auth_apply(DaemonShard& local, const Shared& shared, const Settings& s
     }
 }
 
+rp::mail::LoginContext login_context(const Shared& shared, const Settings& s,
+                                     const std::shared_ptr<const rp::auth::AccountDb>& accounts) {
+    rp::mail::LoginContext context;
+    context.pool = shared.hash_pool.get();
+    context.throttle = shared.throttle.get();
+    context.accounts = accounts;
+    context.plaintext_loopback = s.auth.plaintext_loopback;
+    return context;
+}
+
 Status shard_tls_apply(rp::Shard& shard, const std::shared_ptr<const rp::tls::TlsMaterial>& tls) {
     if (tls == nullptr) return Status::ok;
     std::string error;
@@ -165,11 +178,11 @@ Status shard_tls_apply(rp::Shard& shard, const std::shared_ptr<const rp::tls::Tl
     return Status::ok;
 }
 
-// The listener kinds this build serves. Others in the config (submission and smtps need the
-// TLS/auth work, pop3s TLS) are reported at start and not bound.
+// The listener kinds this build serves. Others in the config are reported at start and not
+// bound.
 bool served_kind(std::string_view kind) {
     return kind == "mx" || kind == "submission" || kind == "smtps" || kind == "test-echo" ||
-           kind == "pop3" || kind == "imap" || kind == "imaps";
+           kind == "pop3" || kind == "pop3s" || kind == "imap" || kind == "imaps";
 }
 
 bool add_listeners(const std::vector<rp::config::ListenerSettings>& list,
@@ -252,15 +265,18 @@ Status shard_setup(rp::Shard& shard, Shared& shared) {
     local->relay = std::make_unique<rp::smtp::RelayAgent>(*local->mail, *shared.relay);
     local->relay->start();
     local->access = std::make_unique<rp::mail::MailAccess>(*local->mail, *shared.access_cluster);
-    for (const auto& listener : settings->pop3.listeners) {
-        if (listener.kind != "pop3" || !local->pop3.empty()) continue;
-        local->pop3.push_back(std::make_unique<rp::pop3::Pop3Factory>(
-            *local->access, shard.sessions(), *settings, listener.kind));
-        Status status = shard.sessions().register_protocol(listener.kind, *local->pop3.back());
-        if (status != Status::ok) return status;
-    }
+    local->logins = std::make_unique<rp::mail::AccountChecker>(
+        shard, login_context(shared, *settings, shared.accounts));
     if (Status status = shard_tls_apply(shard, shared.tls); status != Status::ok) return status;
     shard.sessions().set_tls_handshake_timeout_ms(settings->tls.handshake_timeout_ms);
+    for (const auto& listener : settings->pop3.listeners) {
+        if (shard.sessions().has_protocol(listener.kind)) continue;  // One factory per kind.
+        local->pop3.push_back(std::make_unique<rp::pop3::Pop3Factory>(
+            *local->access, shard.sessions(), *settings, listener.kind, local->logins.get()));
+        Status status = shard.sessions().register_protocol(listener.kind, *local->pop3.back(),
+                                                           is_tls_kind(listener.kind));
+        if (status != Status::ok) return status;
+    }
     for (const auto& listener : settings->smtp.listeners) {
         if (shard.sessions().has_protocol(listener.kind)) continue;  // One factory per kind.
         local->smtp.push_back(std::make_unique<rp::smtp::SmtpFactory>(
@@ -272,7 +288,7 @@ Status shard_setup(rp::Shard& shard, Shared& shared) {
     for (const auto& listener : settings->imap.listeners) {
         if (shard.sessions().has_protocol(listener.kind)) continue;  // One factory per kind.
         local->imap.push_back(std::make_unique<rp::imap::ImapFactory>(
-            *local->access, shard.sessions(), *settings, listener.kind));
+            *local->access, shard.sessions(), *settings, listener.kind, local->logins.get()));
         Status status = shard.sessions().register_protocol(listener.kind, *local->imap.back(),
                                                            is_tls_kind(listener.kind));
         if (status != Status::ok) return status;
@@ -323,7 +339,9 @@ void tls_auth_reload(rp::Engine& engine, Shared& shared, const Settings& next) {
     auto settings = std::make_shared<const Settings>(next);
     engine.run_on_all([all, accounts, settings](rp::Shard& shard) {
         DaemonShard* local = all->locals[shard.index()];
-        if (local != nullptr) smtp_auth_apply(*local, *all, *settings, accounts);
+        if (local == nullptr) return;
+        smtp_auth_apply(*local, *all, *settings, accounts);
+        local->logins->set_context(login_context(*all, *settings, accounts));
     });
     rp::log::info("auth: {} accounts", accounts->entries().size());
 }

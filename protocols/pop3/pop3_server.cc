@@ -302,6 +302,14 @@ void Pop3Server::start_login(std::string_view user, std::string_view password) {
 void Pop3Server::login_done(Status status, const Pop3Maildrop* maildrop) {
     if (state_ == State::closed) return;
     RP_ASSERT(state_ == State::wait_login);
+    if (status == Status::permission) {
+        // The client address is over its failure limit (auth.failures_max): no more tries
+        // on this connection.
+        ++counters_.auth_failures;
+        reply("-ERR [AUTH] Too many failed logins from your address, try again later");
+        state_ = State::closed;
+        return;
+    }
     if (status != Status::ok) {
         state_ = State::authorization;
         if (status == Status::refused) ++counters_.auth_failures;

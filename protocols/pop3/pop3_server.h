@@ -73,7 +73,8 @@ class Pop3Host {
 public:
     virtual ~Pop3Host() = default;
     // PASS or AUTH PLAIN: check the credentials and open and lock the maildrop. Answer with
-    // login_done(): ok, refused (bad credentials), busy (in use), other (temporary).
+    // login_done(): ok, refused (bad credentials), busy (in use), permission (too many
+    // failures from this address: the server closes), other (temporary).
     virtual void login(std::string_view user, std::string_view password) = 0;
     // RETR or TOP of message number index + 1: answer with message_data() pieces, then
     // message_end().

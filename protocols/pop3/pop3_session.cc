@@ -17,17 +17,6 @@ constexpr std::uint64_t tag_login = 1;
 constexpr std::uint64_t tag_body = 2;
 constexpr std::uint64_t tag_update = 3;
 
-bool same_constant_time(std::string_view a, std::string_view b) {
-    unsigned char diff = a.size() == b.size() ? 0 : 1;
-    const std::size_t n = std::max(a.size(), b.size());
-    for (std::size_t i = 0; i < n; ++i) {
-        const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
-        const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
-        diff = static_cast<unsigned char>(diff | (x ^ y));
-    }
-    return diff == 0;
-}
-
 class Pop3Session final : public ProtocolSession,
                           public Pop3Host,
                           public mail::AccessHandler,
@@ -41,7 +30,11 @@ public:
     void on_open(const SessionInfo& info, SessionOutput& out) override {
         handle_ = info.handle;
         client_address_ = std::string(info.peer_text);
-        Pop3SessionInfo session;  // STLS and pop3s plug in here with the TLS work.
+        throttle_key_ = auth::AuthThrottle::key_of(info.peer);
+        Pop3SessionInfo session;
+        session.tls_active = info.tls_active;
+        session.tls_available = info.tls_available && !info.tls_active;
+        session.auth_allowed = factory_.passwords().plaintext_allowed(info.peer);
         server_.emplace(factory_.server_config(), *this, session);
         client_.emplace(factory_.access(), *this);
         server_->greet();
@@ -79,6 +72,13 @@ public:
         if (!output_paused_ && !server_->paused() && !server_->wants_close()) out.resume_reading();
     }
 
+    void on_tls_started(SessionOutput& out) override {
+        tls_starting_ = false;
+        server_->tls_started();
+        out.set_timeout_ms(factory_.idle_timeout_ms());
+        out.resume_reading();
+    }
+
     void on_close(Status /*reason*/) override {
         if (server_) server_->connection_lost();
         if (checking_) factory_.passwords().cancel(*this);
@@ -91,15 +91,16 @@ public:
 
     // ---- Pop3Host ----
     void login(std::string_view user, std::string_view password) override {
+        // Unknown users go through the checker too: the same delay, the same answer.
         const smtp::Account* account = factory_.access().mail().directory().find_account(user);
-        if (account == nullptr) {
-            log::info("shard {}: pop3 {}: login failed: unknown user", shard(), client_address_);
-            server_->login_done(Status::refused, nullptr);
-            return;
-        }
-        account_ = account->address;
+        account_ = account != nullptr ? account->address : smtp::ascii_lower(user);
         checking_ = true;
-        factory_.passwords().check(*account, password, *this);
+        mail::LoginAttempt attempt;
+        attempt.user = user;
+        attempt.password = password;
+        attempt.account = account;
+        attempt.client_key = throttle_key_;
+        factory_.passwords().check(attempt, *this);
     }
 
     void message_read(std::uint32_t index) override {
@@ -126,9 +127,9 @@ public:
         RP_ASSERT(checking_);
         checking_ = false;
         if (status != Status::ok) {
-            log::info("shard {}: pop3 {}: login failed for {}", shard(), client_address_,
-                      account_);
-            server_->login_done(Status::refused, nullptr);
+            log::info("shard {}: pop3 {}: login failed for {}: {}", shard(), client_address_,
+                      account_, status_name(status));
+            server_->login_done(status, nullptr);
             after_host();
             return;
         }
@@ -274,6 +275,13 @@ private:
                 out.close_after_flush();
                 return bytes.size();
             }
+            if (server_->waiting_for_tls()) {
+                // RFC 2595 4: whatever followed STLS in this input is dropped here, and the
+                // driver drops what it holds once the +OK is queued.
+                if (!tls_starting_) tls_starting_ = out.start_tls();
+                if (!tls_starting_) out.close_after_flush();
+                return bytes.size();
+            }
             if (answered) out.set_timeout_ms(factory_.idle_timeout_ms());
             if (server_->paused()) {
                 out.pause_reading();
@@ -310,32 +318,11 @@ private:
     bool streaming_ = false;
     bool checking_ = false;
     bool output_paused_ = false;
+    bool tls_starting_ = false;
+    std::uint64_t throttle_key_ = 0;
 };
 
 }  // namespace
-
-void PlaintextPasswords::check(const smtp::Account& account, std::string_view password,
-                               PasswordCheckDone& done) {
-    const bool ok = !account.password.empty() && same_constant_time(account.password, password);
-    answers_.emplace_back(&done, ok ? Status::ok : Status::refused);
-    reactor_.defer(*this);
-}
-
-void PlaintextPasswords::cancel(PasswordCheckDone& done) {
-    for (auto& answer : answers_) {
-        if (answer.first == &done) answer.first = nullptr;
-    }
-}
-
-void PlaintextPasswords::on_deferred() {
-    std::size_t count = answers_.size();
-    while (count-- > 0) {
-        auto [done, status] = answers_.front();
-        answers_.pop_front();
-        if (done != nullptr) done->password_checked(status);
-    }
-    if (!answers_.empty()) reactor_.defer(*this);
-}
 
 Pop3Factory::Pop3Factory(mail::MailAccess& access, SessionDriver& driver,
                          const config::Settings& settings, std::string kind,

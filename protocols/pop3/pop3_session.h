@@ -7,6 +7,9 @@
 // Core: the shard's thread only. The maildrop may belong to another shard (and a body to a
 //   third one): mail_access carries the requests; the session reads body bytes itself with
 //   its shard's Io below the owner's durable watermark, verifying each chunk.
+// TLS: STLS (RFC 2595) through the driver's start_tls() (input pipelined after STLS is
+//   discarded), implicit TLS on kind "pop3s". Plaintext logins before TLS only where the
+//   checker allows them (auth.plaintext_loopback); otherwise "-ERR [AUTH] ... STLS first".
 // Flow: USER/PASS or AUTH PLAIN -> PasswordChecker (async) -> open INBOX exclusively (a
 //   second session gets -ERR [IN-USE]) -> TRANSACTION on a snapshot. RETR streams the stored
 //   bytes, dot-stuffed, in 16 KiB slices while the send queue is below
@@ -18,52 +21,22 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
 
 #include "config/settings.h"
 #include "core/session.h"
+#include "protocols/common/login_checker.h"
 #include "protocols/common/mail_access.h"
 #include "protocols/pop3/pop3_server.h"
 
 namespace rp::pop3 {
 
-class PasswordCheckDone {
-public:
-    // ok: the password is right; refused: it is not.
-    virtual void password_checked(Status status) = 0;
-
-protected:
-    ~PasswordCheckDone() = default;
-};
-
-// The one place a POP3 session checks a password. Answers on the caller's shard, never inside
-// check(), unless cancel(done) came first. The auth work replaces the plaintext checker with
-// one that verifies hashes on a helper thread.
-class PasswordChecker {
-public:
-    virtual ~PasswordChecker() = default;
-    virtual void check(const smtp::Account& account, std::string_view password,
-                       PasswordCheckDone& done) = 0;
-    virtual void cancel(PasswordCheckDone& done) = 0;
-};
-
-// Compares with the plaintext password from the config (constant time), answering from a
-// Reactor::defer so that callers have the asynchronous code path.
-class PlaintextPasswords final : public PasswordChecker, private Deferred {
-public:
-    explicit PlaintextPasswords(Reactor& reactor) : reactor_(reactor) {}
-    void check(const smtp::Account& account, std::string_view password,
-               PasswordCheckDone& done) override;
-    void cancel(PasswordCheckDone& done) override;
-
-private:
-    void on_deferred() override;
-    Reactor& reactor_;
-    std::deque<std::pair<PasswordCheckDone*, Status>> answers_;
-};
+// The checker interface is shared with IMAP (protocols/common/login_checker.h).
+using PasswordCheckDone = mail::PasswordCheckDone;
+using PasswordChecker = mail::PasswordChecker;
+using PlaintextPasswords = mail::PlaintextPasswords;
 
 class Pop3Factory final : public ProtocolFactory {
 public:

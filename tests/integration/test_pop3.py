@@ -51,8 +51,14 @@ for _u in USERS:
     PASSWORD.setdefault(_u, "x")
 
 
-def pop3_config(smtp_port, pop3_port, extra=""):
-    text = smtp_config(smtp_port, users=USERS, extra=extra)
+# Plaintext USER/PASS over loopback without TLS needs auth.plaintext_loopback (as SMTP AUTH);
+# failed logins wait the throttle's delay, kept short here.
+PLAINTEXT_AUTH = ("\n[auth]\nplaintext_loopback = true\nfailure_delay_ms = 20\n"
+                  "failure_delay_max_ms = 100\n")
+
+
+def pop3_config(smtp_port, pop3_port, extra="", auth=PLAINTEXT_AUTH):
+    text = smtp_config(smtp_port, users=USERS, extra=extra + auth)
     text += '\n[[pop3.listener]]\naddress = "127.0.0.1:%d"\nkind = "pop3"\n' % pop3_port
     return text
 
@@ -360,6 +366,213 @@ class Pop3Test(unittest.TestCase):
         for b in bodies:
             self.assertTrue(any(b.replace(b"\r\n", b"\n") in g.replace(b"\r\n", b"\n")
                                 for g in got), b)
+
+
+def tls_pop3_config(ports, pki, auth):
+    """mx, pop3 (STLS) and pop3s listeners with the test CA's certificate; `auth`: [auth]."""
+    smtp_port, pop3_port, pop3s_port = ports
+    text = smtp_config(smtp_port, users=USERS, extra=auth)
+    text += ('\n[tls]\ncert_file = "%s/server.pem"\nkey_file = "%s/server.key"\n'
+             'handshake_timeout_ms = 1500\n' % (pki, pki))
+    text += '\n[[pop3.listener]]\naddress = "127.0.0.1:%d"\nkind = "pop3"\n' % pop3_port
+    text += '\n[[pop3.listener]]\naddress = "127.0.0.1:%d"\nkind = "pop3s"\n' % pop3s_port
+    return text
+
+
+class Pop3TlsTest(unittest.TestCase):
+    """STLS (RFC 2595), pop3s, plaintext refused without TLS, the login throttle. One daemon
+    for the class; plaintext_loopback is off, so loopback clients need TLS like any other.
+    Throttle tests connect from their own 127.0.0.x address (the throttle is per address)."""
+
+    AUTH = ("\n[auth]\nplaintext_loopback = false\nfailures_max = 3\nfailure_window_s = 600\n"
+            "failure_delay_ms = 150\nfailure_delay_max_ms = 600\nhash_threads = 2\n")
+
+    @classmethod
+    def setUpClass(cls):
+        import test_tls  # The test CA helpers (openssl).
+        cls.pki = tempfile.mkdtemp(prefix="ringpost-pop3-pki-")
+        test_tls.make_ca(cls.pki)
+        test_tls.make_cert(cls.pki, "server", "mail.example.test")
+        cls.ca = os.path.join(cls.pki, "ca.pem")
+        cls.ports = harness.free_ports(3)
+        cls.smtp_port, cls.pop3_port, cls.pop3s_port = cls.ports
+        cls.d = harness.Daemon(config_text=tls_pop3_config(cls.ports, cls.pki, cls.AUTH),
+                               wait_ports=cls.ports)
+        cls.d.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.d.stop()
+        log = cls.d.log()
+        cls.d.__exit__(None, None, None)
+        shutil.rmtree(cls.pki, ignore_errors=True)
+        if code != 0:
+            raise AssertionError("ringpostd exit code %r\n%s" % (code, log))
+
+    def setUp(self):
+        self.assertIsNone(self.d.process.poll(), "ringpostd died:\n" + self.d.log())
+
+    def context(self):
+        import ssl
+        context = ssl.create_default_context(cafile=self.ca)
+        context.check_hostname = False  # The certificate names mail.example.test and the IP.
+        return context
+
+    def deliver(self, user, body):
+        with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=30) as client:
+            client.sendmail("sender@remote.test", [user], body)
+
+    def stls_client(self, user=None):
+        client = poplib.POP3("127.0.0.1", self.pop3_port, timeout=30)
+        client.stls(self.context())
+        if user is not None:
+            client.user(user)
+            client.pass_(PASSWORD[user])
+        return client
+
+    def drain(self, user):
+        """Deletes everything in `user`'s maildrop (tests in this class share the daemon)."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client = self.stls_client(user)
+                break
+            except poplib.error_proto as e:
+                if b"IN-USE" not in e.args[0] or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        for i in range(client.stat()[0]):
+            client.dele(i + 1)
+        client.quit()
+
+    # Proves STLS with poplib: CAPA offers STLS and no USER/SASL before TLS, USER/AUTH before
+    # TLS get -ERR [AUTH]; after STLS, CAPA offers USER and SASL PLAIN and no STLS, a second
+    # STLS is refused, and login and RETR work (byte-exact).
+    def test_stls_poplib(self):
+        user = USERS[1]
+        self.drain(user)
+        sent = b"Subject: stls\r\n\r\n.dot\r\nbody\r\n"
+        self.deliver(user, sent)
+        wait_mailbox(self.d, user, 1)
+        client = poplib.POP3("127.0.0.1", self.pop3_port, timeout=30)
+        capa = client.capa()
+        self.assertIn("STLS", capa)
+        self.assertNotIn("USER", capa)
+        self.assertNotIn("SASL", capa)
+        with self.assertRaises(poplib.error_proto) as caught:
+            client.user(user)
+        self.assertTrue(caught.exception.args[0].startswith(b"-ERR [AUTH]"), caught.exception)
+        with self.assertRaises(poplib.error_proto) as caught:
+            client._shortcmd("AUTH PLAIN AGRlbW9AZXhhbXBsZS50ZXN0AGRlbW8=")
+        self.assertTrue(caught.exception.args[0].startswith(b"-ERR [AUTH]"), caught.exception)
+        client.stls(self.context())
+        capa = client.capa()
+        self.assertNotIn("STLS", capa)
+        self.assertIn("USER", capa)
+        self.assertEqual(capa.get("SASL"), ["PLAIN"])
+        with self.assertRaises(poplib.error_proto):
+            client._shortcmd("STLS")
+        client.user(user)
+        client.pass_(PASSWORD[user])
+        resp, lines, _ = client.retr(1)
+        self.assertEqual(strip_received(b"\r\n".join(lines) + b"\r\n"), sent)
+        client.quit()
+
+    # Proves implicit TLS on pop3s with poplib's POP3_SSL: TLS 1.2 or 1.3, the test CA's
+    # certificate, no STLS offered, AUTH PLAIN with an initial response works.
+    def test_pop3s_poplib(self):
+        client = poplib.POP3_SSL("127.0.0.1", self.pop3s_port, timeout=30,
+                                 context=self.context())
+        self.assertIn(client.sock.version(), ("TLSv1.2", "TLSv1.3"))
+        capa = client.capa()
+        self.assertNotIn("STLS", capa)
+        self.assertIn("USER", capa)
+        resp = client._shortcmd("AUTH PLAIN AGRlbW9AZXhhbXBsZS50ZXN0AGRlbW8=")
+        self.assertTrue(resp.startswith(b"+OK maildrop has"), resp)
+        client.quit()
+
+    # Proves that plaintext pipelined after STLS is discarded (RFC 2595 4, the CVE-2011-0411
+    # class): USER and PASS sent in the same packet as STLS are not executed inside TLS, so
+    # the first command after the handshake is answered as in a fresh AUTHORIZATION state.
+    def test_stls_pipelined_plaintext_discarded(self):
+        s = socket.create_connection(("127.0.0.1", self.pop3_port), timeout=10)
+        f = s.makefile("rb")
+        self.assertTrue(f.readline().startswith(b"+OK"))
+        s.sendall(b"STLS\r\nUSER demo@example.test\r\nPASS demo\r\n")
+        self.assertEqual(f.readline(), b"+OK Begin TLS negotiation\r\n")
+        tls = self.context().wrap_socket(s, server_hostname="mail.example.test")
+        g = tls.makefile("rb")
+        tls.sendall(b"STAT\r\nPASS demo\r\nQUIT\r\n")
+        self.assertEqual(g.readline(), b"-ERR Not authenticated\r\n")
+        self.assertEqual(g.readline(), b"-ERR USER first\r\n")
+        self.assertTrue(g.readline().startswith(b"+OK"))
+        tls.close()
+
+    # Proves a wrong password is throttled: each failure is answered after a growing delay,
+    # and after failures_max failures the address is refused, even with the right password,
+    # with -ERR [AUTH] and a close; another address is not affected. Unknown users count too.
+    def test_wrong_password_throttled(self):
+        source = "127.0.0.7"
+
+        def connect():
+            s = socket.create_connection(("127.0.0.1", self.pop3s_port), timeout=15,
+                                         source_address=(source, 0))
+            tls = self.context().wrap_socket(s, server_hostname="mail.example.test")
+            f = tls.makefile("rb")
+            self.assertTrue(f.readline().startswith(b"+OK"))
+            return tls, f
+
+        tls, f = connect()
+        tls.sendall(b"USER demo@example.test\r\nPASS wrong1\r\nUSER nobody@example.test\r\n"
+                    b"PASS wrong2\r\n")
+        self.assertTrue(f.readline().startswith(b"+OK"))
+        self.assertEqual(f.readline(), b"-ERR [AUTH] Authentication failed\r\n")
+        self.assertTrue(f.readline().startswith(b"+OK"))
+        self.assertEqual(f.readline(), b"-ERR [AUTH] Authentication failed\r\n")
+        tls.sendall(b"USER demo@example.test\r\nPASS wrong3\r\n")
+        self.assertTrue(f.readline().startswith(b"+OK"))
+        self.assertEqual(f.readline(),
+                         b"-ERR [AUTH] Too many failed logins from your address, try again later\r\n")
+        self.assertEqual(f.read(), b"")  # Closed.
+        tls.close()
+        tls, f = connect()
+        tls.sendall(b"USER demo@example.test\r\nPASS demo\r\n")
+        self.assertTrue(f.readline().startswith(b"+OK"))
+        self.assertTrue(f.readline().startswith(b"-ERR [AUTH] Too many failed logins"))
+        tls.close()
+        # 127.0.0.1 still logs in.
+        client = poplib.POP3_SSL("127.0.0.1", self.pop3s_port, timeout=30, context=self.context())
+        client.user("demo@example.test")
+        self.assertTrue(client.pass_("demo").startswith(b"+OK"))
+        client.quit()
+        self.assertIn("login failed for demo@example.test: permission", self.d.log())
+
+    # Proves curl's pop3s:// URLs and pop3:// with --ssl-reqd (STLS): LIST and RETR, with the
+    # test CA verifying the certificate.
+    def test_curl_tls(self):
+        if shutil.which("curl") is None:
+            self.skipTest("curl missing")
+        user = USERS[0]
+        self.drain(user)
+        sent = b"Subject: curl tls\r\n\r\nline\r\n"
+        self.deliver(user, sent)
+        stored = list(wait_mailbox(self.d, user, 1).values())[-1]
+        for url, extra in (("pop3s://127.0.0.1:%d/" % self.pop3s_port, []),
+                           ("pop3://127.0.0.1:%d/" % self.pop3_port, ["--ssl-reqd"])):
+            base = ["curl", "-s", "-S", "--max-time", "20", "--cacert", self.ca,
+                    "-u", "%s:%s" % (user, PASSWORD[user])] + extra
+            done = subprocess.run(base + [url], capture_output=True, timeout=30)
+            self.assertEqual(done.returncode, 0, done.stderr)
+            self.assertEqual(done.stdout, b"1 %d\r\n" % len(stored))
+            done = subprocess.run(base + [url + "1"], capture_output=True, timeout=30)
+            self.assertEqual(done.returncode, 0, done.stderr)
+            self.assertEqual(done.stdout, stored)
+        # Without --ssl-reqd curl would log in over plaintext: refused here.
+        done = subprocess.run(["curl", "-s", "-S", "--max-time", "20", "-u",
+                               "%s:%s" % (user, PASSWORD[user]),
+                               "pop3://127.0.0.1:%d/" % self.pop3_port],
+                              capture_output=True, timeout=30)
+        self.assertNotEqual(done.returncode, 0)
 
 
 if __name__ == "__main__":

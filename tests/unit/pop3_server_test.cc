@@ -311,6 +311,77 @@ TEST(Pop3Server, CapaAndStls) {
     EXPECT_NE(out.find("+OK maildrop"), std::string::npos) << out;
 }
 
+// Proves the RFC 2449 response codes of login failures: a client address over its failure
+// limit (permission) gets [AUTH] and the connection closes, with no later command run; a busy
+// password checker (full) and a store error get [SYS/TEMP] and the session goes on.
+TEST(Pop3Server, LoginResponseCodes) {
+    Session throttled;
+    throttled.host.login_status = Status::permission;
+    auto t = throttled.run("USER demo\r\nPASS demo\r\nSTAT\r\n");
+    EXPECT_NE(t.output.find("-ERR [AUTH] Too many failed logins from your address, try again "
+                            "later\r\n"),
+              std::string::npos)
+        << t.output;
+    EXPECT_EQ(t.output.find("Not authenticated"), std::string::npos) << t.output;
+    EXPECT_TRUE(t.closed);
+
+    for (Status status : {Status::full, Status::io}) {
+        Session busy;
+        busy.host.login_status = status;
+        t = busy.run("USER demo\r\nPASS demo\r\nNOOP\r\n");
+        EXPECT_NE(t.output.find("-ERR [SYS/TEMP] "), std::string::npos) << t.output;
+        EXPECT_NE(t.output.find("\r\n+OK\r\n"), std::string::npos) << t.output;
+        EXPECT_FALSE(t.closed);
+    }
+}
+
+// Proves input cut short runs nothing: a command or an AUTH PLAIN response without its line
+// end is not executed when the connection drops, whatever the chunking.
+TEST(Pop3Server, TruncatedInputRunsNothing) {
+    for (std::size_t chunk : {0u, 1u, 3u}) {
+        Session s;
+        auto t = s.run("USER demo\r\nPASS demo", chunk);
+        EXPECT_TRUE(s.host.events.empty()) << chunk;
+        EXPECT_EQ(t.output.find("maildrop"), std::string::npos);
+        Session plain;
+        t = plain.run("AUTH PLAIN\r\nAGRlbW8AZGVtbw==", chunk);
+        EXPECT_NE(t.output.find("+ \r\n"), std::string::npos);
+        EXPECT_TRUE(plain.host.events.empty()) << chunk;
+    }
+}
+
+// Proves STLS consumes exactly its own line (the driver discards what follows, RFC 2595 4),
+// is refused without a certificate, and no login is possible before TLS when plaintext is
+// not allowed (USER, PASS, AUTH PLAIN with an initial response, and the "=" form).
+TEST(Pop3Server, StlsStopsAtItsLineAndPlaintextIsRefused) {
+    Session s;
+    s.info.tls_available = true;
+    s.info.auth_allowed = false;
+    Pop3Server server(s.config, s.host, s.info);
+    s.host.server = &server;
+    server.greet();
+    const std::string_view input = "STLS\r\nUSER demo\r\nPASS demo\r\n";
+    EXPECT_EQ(server.feed(as_bytes(input)), 6u);
+    EXPECT_TRUE(server.waiting_for_tls());
+    EXPECT_TRUE(s.host.events.empty());
+
+    Session refused;
+    refused.info.auth_allowed = false;
+    auto t = refused.run("STLS\r\nUSER demo\r\nPASS demo\r\nAUTH PLAIN AGRlbW8AZGVtbw==\r\n"
+                         "AUTH PLAIN =\r\nCAPA\r\n");
+    EXPECT_NE(t.output.find("-ERR STLS not available\r\n"), std::string::npos);
+    std::size_t count = 0;
+    for (std::size_t at = 0; (at = t.output.find("-ERR [AUTH] Authentication requires TLS", at)) !=
+                             std::string::npos;
+         ++at) {
+        ++count;
+    }
+    EXPECT_EQ(count, 4u) << t.output;
+    EXPECT_EQ(t.output.find("SASL"), std::string::npos);
+    EXPECT_EQ(t.output.find("\r\nUSER\r\n"), std::string::npos);
+    EXPECT_TRUE(refused.host.events.empty());
+}
+
 // Proves shutdown: an idle session closes at once; one mid-RETR finishes the message first.
 TEST(Pop3Server, Shutdown) {
     Session s;
