@@ -15,6 +15,9 @@ target_include_directories(fuzz_pop3_session PRIVATE ${CMAKE_SOURCE_DIR})
 # POP3 against the real daemon: poplib, smtplib, curl, fetchmail; multi-shard mail_access.
 rp_integration_test(pop3_integration SCRIPT integration/test_pop3.py TIMEOUT 600)
 
+# Real mail clients over TLS: fetchmail, mbsync (isync), curl pop3/imap URLs.
+rp_integration_test(mail_clients_integration SCRIPT integration/test_mail_clients.py TIMEOUT 300)
+
 # mail_access on a real 2-shard engine with a store per shard.
 rp_unit_test(mail_access_test
   SOURCES unit/mail_access_test.cc

@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
   liburing-dev libwolfssl-dev libldns-dev libmimalloc-dev libtomlplusplus-dev libargon2-dev
   libspdlog-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
-  python3 openssl curl swaks ldnsutils dnsmasq-base postfix fetchmail
+  python3 openssl curl swaks ldnsutils dnsmasq-base postfix fetchmail isync
   dovecot-imapd dovecot-pop3d
 )
 
