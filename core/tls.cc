@@ -4,6 +4,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/chacha20_poly1305.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/random.h>
 
@@ -16,7 +17,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <sstream>
 
 #include "core/assert.h"
@@ -24,9 +24,89 @@
 namespace rp::tls {
 namespace {
 
-void library_init() {
-    static std::once_flag once;
-    std::call_once(once, [] { wolfSSL_Init(); });
+// wolfSSL_Cleanup at exit frees the library's global state (its session cache, RNG), so
+// that a leak check at exit (ASan) sees only our own leaks. Constructed on first use, so it
+// is destroyed before the sanitizer's exit-time check runs.
+struct LibraryCleanup {
+    LibraryCleanup() { wolfSSL_Init(); }
+    ~LibraryCleanup() { wolfSSL_Cleanup(); }
+};
+
+// Per-thread crypto state, released at thread exit. With FP_ECC, wolfCrypt keeps a
+// fixed-point table cache per thread (thread-local, ~1 MB once an ECDSA signature or ECDH
+// ran) that only wc_ecc_fp_free on that same thread frees. The RNG makes ticket nonces.
+struct ThreadCrypto {
+    bool ecc_used = false;
+    bool rng_ready = false;
+    WC_RNG rng;
+    ~ThreadCrypto() {
+        if (rng_ready) wc_FreeRng(&rng);
+#ifdef FP_ECC
+        if (ecc_used) wc_ecc_fp_free();
+#endif
+    }
+};
+
+ThreadCrypto& library_init() {
+    static LibraryCleanup library;
+    thread_local ThreadCrypto crypto;
+    crypto.ecc_used = true;
+    return crypto;
+}
+
+bool random_bytes(unsigned char* out, std::size_t bytes) {
+    ThreadCrypto& crypto = library_init();
+    if (!crypto.rng_ready) {
+        if (wc_InitRng(&crypto.rng) != 0) return false;
+        crypto.rng_ready = true;
+    }
+    return wc_RNG_GenerateBlock(&crypto.rng, out, static_cast<word32>(bytes)) == 0;
+}
+
+// Session tickets (RFC 5077, RFC 8446 4.6.1): the ticket state is sealed with
+// ChaCha20-Poly1305 under the current key; the key name and the nonce travel in the clear
+// and are authenticated as associated data. A ticket under the previous key is accepted and
+// replaced by a new one (WOLFSSL_TICKET_RET_CREATE); an unknown key name is a full handshake.
+int on_ticket(WOLFSSL* /*ssl*/, unsigned char key_name[WOLFSSL_TICKET_NAME_SZ],
+              unsigned char iv[WOLFSSL_TICKET_IV_SZ], unsigned char mac[WOLFSSL_TICKET_MAC_SZ],
+              int encrypt, unsigned char* ticket, int in_bytes, int* out_bytes, void* arg) {
+    static_assert(WOLFSSL_TICKET_NAME_SZ == sizeof(TicketKey{}.name));
+    static_assert(WOLFSSL_TICKET_IV_SZ >= CHACHA20_POLY1305_AEAD_IV_SIZE);
+    static_assert(WOLFSSL_TICKET_MAC_SZ >= CHACHA20_POLY1305_AEAD_AUTHTAG_SIZE);
+    static_assert(sizeof(TicketKey{}.key) == CHACHA20_POLY1305_AEAD_KEYSIZE);
+    const auto* keys = static_cast<const TicketKeys*>(arg);
+    if (keys == nullptr || in_bytes < 0) return WOLFSSL_TICKET_RET_FATAL;
+    const auto bytes = static_cast<word32>(in_bytes);
+    unsigned char aad[WOLFSSL_TICKET_NAME_SZ + WOLFSSL_TICKET_IV_SZ];
+    if (encrypt != 0) {
+        std::memcpy(key_name, keys->current.name.data(), WOLFSSL_TICKET_NAME_SZ);
+        if (!random_bytes(iv, WOLFSSL_TICKET_IV_SZ)) return WOLFSSL_TICKET_RET_FATAL;
+        std::memcpy(aad, key_name, WOLFSSL_TICKET_NAME_SZ);
+        std::memcpy(aad + WOLFSSL_TICKET_NAME_SZ, iv, WOLFSSL_TICKET_IV_SZ);
+        std::memset(mac, 0, WOLFSSL_TICKET_MAC_SZ);
+        if (wc_ChaCha20Poly1305_Encrypt(keys->current.key.data(), iv, aad, sizeof(aad), ticket,
+                                        bytes, ticket, mac) != 0) {
+            return WOLFSSL_TICKET_RET_FATAL;
+        }
+        *out_bytes = in_bytes;
+        return WOLFSSL_TICKET_RET_OK;
+    }
+    const TicketKey* key = nullptr;
+    if (std::memcmp(key_name, keys->current.name.data(), WOLFSSL_TICKET_NAME_SZ) == 0) {
+        key = &keys->current;
+    } else if (keys->has_previous &&
+               std::memcmp(key_name, keys->previous.name.data(), WOLFSSL_TICKET_NAME_SZ) == 0) {
+        key = &keys->previous;
+    }
+    if (key == nullptr) return WOLFSSL_TICKET_RET_REJECT;
+    std::memcpy(aad, key_name, WOLFSSL_TICKET_NAME_SZ);
+    std::memcpy(aad + WOLFSSL_TICKET_NAME_SZ, iv, WOLFSSL_TICKET_IV_SZ);
+    if (wc_ChaCha20Poly1305_Decrypt(key->key.data(), iv, aad, sizeof(aad), ticket, bytes, mac,
+                                    ticket) != 0) {
+        return WOLFSSL_TICKET_RET_REJECT;  // Forged or damaged: a full handshake.
+    }
+    *out_bytes = in_bytes;
+    return key == &keys->current ? WOLFSSL_TICKET_RET_OK : WOLFSSL_TICKET_RET_CREATE;
 }
 
 bool read_file(const std::string& path, std::string& out) {
@@ -68,17 +148,18 @@ std::string lower(std::string_view text) {
 }
 
 // SNI: switch the handshake to the context whose certificate carries the name asked for.
+// No name, or a name no certificate carries, keeps the listener's default.
 int on_servername(WOLFSSL* ssl, int* /*alert*/, void* arg) {
     const auto* context = static_cast<const TlsContext*>(arg);
     const char* name = wolfSSL_get_servername(ssl, WOLFSSL_SNI_HOST_NAME);
     if (name == nullptr) return 0;  // SSL_TLSEXT_ERR_OK: keep the default.
-    WOLFSSL_CTX* chosen = context->for_name(name);
-    if (chosen != context->native()) wolfSSL_set_SSL_CTX(ssl, chosen);
+    WOLFSSL_CTX* chosen = context->find_name(name);
+    if (chosen != nullptr && chosen != wolfSSL_get_SSL_CTX(ssl)) wolfSSL_set_SSL_CTX(ssl, chosen);
     return 0;
 }
 
 WOLFSSL_CTX* context_make(const TlsCertificate& certificate, const TlsMaterial& material,
-                          std::string* error) {
+                          const TicketKeys* ticket_keys, std::string* error) {
     WOLFSSL_CTX* ctx = wolfSSL_CTX_new(wolfSSLv23_server_method());
     if (ctx == nullptr) {
         *error = "wolfSSL_CTX_new failed";
@@ -115,10 +196,15 @@ WOLFSSL_CTX* context_make(const TlsCertificate& certificate, const TlsMaterial& 
     wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, nullptr);
 #ifdef HAVE_SESSION_TICKET
     if (material.ticket_lifetime_s > 0) {
-        // wolfSSL's built-in ticket keys live 3600 s in two slots; a hint above half of that
-        // makes handshakes fail once both slots hold live keys. Clamp (ticket_lifetime_max_s).
+        // Our keys (on_ticket), shared by every shard's context; the owner rotates them
+        // every lifetime and keeps one previous key, so a ticket outlives no key it needs.
         std::uint32_t hint = std::min<std::uint32_t>(material.ticket_lifetime_s, ticket_lifetime_max_s);
         wolfSSL_CTX_set_TicketHint(ctx, static_cast<int>(hint));
+        wolfSSL_CTX_set_TicketEncCb(ctx, on_ticket);
+        wolfSSL_CTX_set_TicketEncCtx(ctx, const_cast<TicketKeys*>(ticket_keys));
+        // Tickets make the server stateless: no session-ID cache (wolfSSL's is one global
+        // table behind a lock that every shard's handshakes would take).
+        wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
     } else {
         wolfSSL_CTX_set_options(ctx, WOLFSSL_OP_NO_TICKET);
     }
@@ -127,6 +213,20 @@ WOLFSSL_CTX* context_make(const TlsCertificate& certificate, const TlsMaterial& 
 }
 
 }  // namespace
+
+Result<std::shared_ptr<const TicketKeys>> ticket_keys_rotate(const TicketKeys* before) {
+    auto keys = std::make_shared<TicketKeys>();
+    if (!random_bytes(keys->current.name.data(), keys->current.name.size()) ||
+        !random_bytes(keys->current.key.data(), keys->current.key.size())) {
+        return Status::tls;
+    }
+    if (before != nullptr) {
+        keys->previous = before->current;
+        keys->has_previous = true;
+        RP_ASSERT(keys->previous.name != keys->current.name);
+    }
+    return std::shared_ptr<const TicketKeys>(std::move(keys));
+}
 
 Result<TlsCertificate> certificate_load(const std::string& cert_file, const std::string& key_file,
                                         std::string* error) {
@@ -228,18 +328,30 @@ Result<std::shared_ptr<TlsContext>> TlsContext::create(const TlsMaterial& materi
     }
     library_init();
     std::shared_ptr<TlsContext> context(new TlsContext());
+    context->ticket_keys_ = material.ticket_keys;
+    if (context->ticket_keys_ == nullptr && material.ticket_lifetime_s > 0) {
+        auto keys = ticket_keys_rotate(nullptr);
+        if (!keys) {
+            *error = "cannot make session ticket keys";
+            return keys.status();
+        }
+        context->ticket_keys_ = std::move(keys.value());
+    }
     for (const TlsCertificate& certificate : material.certificates) {
-        WOLFSSL_CTX* ctx = context_make(certificate, material, error);
+        WOLFSSL_CTX* ctx = context_make(certificate, material, context->ticket_keys_.get(), error);
         if (ctx == nullptr) return Status::tls;
         context->contexts_.push_back(ctx);
         std::vector<std::string> names;
         for (const std::string& name : certificate.server_names) names.push_back(lower(name));
         context->names_.push_back(std::move(names));
+        context->kinds_.push_back(certificate.listener_kinds);
     }
     if (context->contexts_.size() > 1) {
-        WOLFSSL_CTX* first = context->contexts_.front();
-        wolfSSL_CTX_set_servername_callback(first, on_servername);
-        wolfSSL_CTX_set_servername_arg(first, context.get());
+        // A handshake starts on its listener's context, whichever that is.
+        for (WOLFSSL_CTX* ctx : context->contexts_) {
+            wolfSSL_CTX_set_servername_callback(ctx, on_servername);
+            wolfSSL_CTX_set_servername_arg(ctx, context.get());
+        }
     }
     RP_ASSERT(context->contexts_.size() == material.certificates.size());
     return context;
@@ -251,6 +363,21 @@ TlsContext::~TlsContext() {
 }
 
 WOLFSSL_CTX* TlsContext::for_name(std::string_view name) const {
+    WOLFSSL_CTX* found = find_name(name);
+    return found != nullptr ? found : contexts_.front();
+}
+
+WOLFSSL_CTX* TlsContext::for_listener(std::string_view kind) const {
+    if (kind.empty()) return contexts_.front();
+    for (std::size_t i = 0; i < contexts_.size(); ++i) {
+        for (const std::string& candidate : kinds_[i]) {
+            if (candidate == kind) return contexts_[i];
+        }
+    }
+    return contexts_.front();
+}
+
+WOLFSSL_CTX* TlsContext::find_name(std::string_view name) const {
     std::string wanted = lower(name);
     for (std::size_t i = 0; i < contexts_.size(); ++i) {
         for (const std::string& candidate : names_[i]) {
@@ -264,18 +391,19 @@ WOLFSSL_CTX* TlsContext::for_name(std::string_view name) const {
             }
         }
     }
-    return contexts_.front();
+    return nullptr;
 }
 
 // ---- TlsStream ----
 
 std::unique_ptr<TlsStream> TlsStream::server(const std::shared_ptr<const TlsContext>& context,
-                                             TlsSink& sink) {
+                                             TlsSink& sink, std::string_view listener_kind) {
     RP_ASSERT(context != nullptr);
+    library_init();  // Arms this thread's ECC cache guard (handshakes run ECC here).
     std::unique_ptr<TlsStream> stream(new TlsStream());
     stream->context_ = context;
     stream->sink_ = &sink;
-    stream->ssl_ = wolfSSL_new(context->native());
+    stream->ssl_ = wolfSSL_new(context->for_listener(listener_kind));
     if (stream->ssl_ == nullptr) return nullptr;
     wolfSSL_SSLSetIORecv(stream->ssl_, &TlsStream::on_recv);
     wolfSSL_SSLSetIOSend(stream->ssl_, &TlsStream::on_send);

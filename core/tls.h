@@ -1,7 +1,8 @@
 // core/tls.h: TLS (wolfSSL) over memory I/O callbacks, for the session driver.
 //
-// Owns: TlsContext owns one WOLFSSL_CTX per certificate (the first is the default, the
-//   others are chosen by SNI); TlsStream owns one WOLFSSL object (one connection).
+// Owns: TlsContext owns one WOLFSSL_CTX per certificate (the first is the default; a
+//   certificate may be the default of some listener kinds; SNI picks one by name);
+//   TlsStream owns one WOLFSSL object (one connection).
 // Core: a TlsContext is built once and then only read; each shard builds its own (no lock is
 //   shared between shards on a handshake) from the same TlsMaterial. A TlsStream is used by
 //   one core only. Sessions keep the context they started with alive (shared_ptr), so a
@@ -10,10 +11,14 @@
 //   set_input() before a call and reads input_consumed() after; ciphertext wolfSSL wants to
 //   send goes to a TlsSink (the session's send queue). wolfSSL keeps a partial record in its
 //   own input buffer, so every call may consume all the input it was given.
+// Tickets: every context built from one TlsMaterial encrypts session tickets with the same
+//   TicketKeys (ChaCha20-Poly1305), so a ticket issued by one shard resumes on any shard.
+//   Rotation makes new material (new current key, the old one kept to decrypt).
 // Errors: a handshake or record failure is Step::failed (the driver closes with
 //   Status::tls); a close_notify from the peer is Step::closed.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -34,11 +39,27 @@ namespace rp::tls {
 struct TlsCertificate {
     std::string cert_pem;                 // Leaf first, then intermediates.
     std::string key_pem;
-    std::vector<std::string> server_names;  // SNI names (lowercase); empty for the default.
+    std::vector<std::string> server_names;  // SNI names ("*.x" matches one label).
+    std::vector<std::string> listener_kinds;  // Default for these listener kinds (no SNI match).
 };
 
-// wolfSSL's own ticket keys live an hour and encrypt only tickets that expire before the key
-// does; with two key slots, a hint above half the key lifetime leaves no usable key.
+// Session ticket keys, shared read-only by every context built from one TlsMaterial.
+struct TicketKey {
+    std::array<unsigned char, 16> name{};  // Sent in the clear in the ticket: picks the key.
+    std::array<unsigned char, 32> key{};   // ChaCha20-Poly1305.
+};
+struct TicketKeys {
+    TicketKey current;            // Encrypts new tickets.
+    TicketKey previous;           // Still decrypts (a resumed session then gets a new ticket).
+    bool has_previous = false;
+};
+
+// Fresh random keys; the current key of `before` (if not null) becomes the previous key.
+[[nodiscard]] Result<std::shared_ptr<const TicketKeys>> ticket_keys_rotate(
+    const TicketKeys* before);
+
+// Tickets must outlive no key that decrypts them: the daemon rotates the ticket keys every
+// ticket lifetime (keeping one previous key), and config caps the lifetime.
 inline constexpr std::uint32_t ticket_lifetime_max_s = 1800;
 
 struct TlsMaterial {
@@ -46,6 +67,8 @@ struct TlsMaterial {
     unsigned min_version = 12;                 // 12: TLS 1.2, 13: TLS 1.3.
     std::string ciphers;                       // wolfSSL/OpenSSL cipher list; empty: default.
     std::uint32_t ticket_lifetime_s = 1800;    // Session tickets (resumption); 0: none.
+    // Null: TlsContext::create makes keys of its own (tickets resume only on that context).
+    std::shared_ptr<const TicketKeys> ticket_keys;
 };
 
 // Reads `cert_file` and `key_file` (blocking: start-up and reload only).
@@ -69,11 +92,17 @@ public:
     WOLFSSL_CTX* native() const { return contexts_.front(); }
     // The context for an SNI name, or the default.
     WOLFSSL_CTX* for_name(std::string_view name) const;
+    // The context whose certificate carries an SNI name, or null.
+    WOLFSSL_CTX* find_name(std::string_view name) const;
+    // The default context of a listener kind: its own certificate, else the default.
+    WOLFSSL_CTX* for_listener(std::string_view kind) const;
 
 private:
     TlsContext() = default;
     std::vector<WOLFSSL_CTX*> contexts_;
     std::vector<std::vector<std::string>> names_;  // Parallel to contexts_.
+    std::vector<std::vector<std::string>> kinds_;  // Parallel to contexts_.
+    std::shared_ptr<const TicketKeys> ticket_keys_;
 };
 
 // Where a stream puts ciphertext to send.
@@ -99,9 +128,10 @@ public:
         std::size_t bytes;  // Plaintext written (step done).
     };
 
-    // A server-side stream; null if wolfSSL could not allocate one.
+    // A server-side stream for a connection on a `listener_kind` listener (its certificate
+    // unless SNI names another); null if wolfSSL could not allocate one.
     static std::unique_ptr<TlsStream> server(const std::shared_ptr<const TlsContext>& context,
-                                             TlsSink& sink);
+                                             TlsSink& sink, std::string_view listener_kind = {});
     ~TlsStream();
     TlsStream(const TlsStream&) = delete;
     TlsStream& operator=(const TlsStream&) = delete;

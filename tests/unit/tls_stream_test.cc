@@ -275,11 +275,11 @@ TEST_F(TlsStreamTest, MinVersionRefusesOlder) {
 // Proves a bad key or certificate is refused with a message, not a crash.
 TEST_F(TlsStreamTest, BadMaterialRefused) {
     TlsMaterial material;
-    material.certificates.push_back({"not a cert", certificate_->key_pem, {}});
+    material.certificates.push_back({"not a cert", certificate_->key_pem, {}, {}});
     std::string error;
     EXPECT_FALSE(TlsContext::create(material, &error).ok());
     EXPECT_FALSE(error.empty());
-    material.certificates[0] = {certificate_->cert_pem, "not a key", {}};
+    material.certificates[0] = {certificate_->cert_pem, "not a key", {}, {}};
     EXPECT_FALSE(TlsContext::create(material, &error).ok());
     material.certificates.clear();
     EXPECT_FALSE(TlsContext::create(material, &error).ok());
@@ -295,6 +295,141 @@ TEST_F(TlsStreamTest, CloseNotify) {
     std::byte buffer[256];
     server->set_input(std::as_bytes(std::span(client.out.data(), client.out.size())));
     EXPECT_EQ(server->read(buffer).step, TlsStream::Step::closed);
+}
+
+// A client's session after a full handshake with `server` (the ticket read), or null.
+WOLFSSL_SESSION* session_after(TlsStream& server, Pipe& pipe, Client& client) {
+    // TLS 1.3 sends the ticket after the handshake: let the client read it.
+    client.in += pipe.bytes;
+    pipe.bytes.clear();
+    (void)client.read_all();
+    (void)server;
+    return wolfSSL_get1_session(client.ssl);
+}
+
+// Whether a client offering `session` resumes on `context`.
+bool resumes(const std::shared_ptr<const TlsContext>& context, WOLFSSL_SESSION* session,
+             int version) {
+    Pipe pipe;
+    Client client(version);
+    EXPECT_EQ(wolfSSL_UseSessionTicket(client.ssl), WOLFSSL_SUCCESS);
+    EXPECT_EQ(wolfSSL_set_session(client.ssl, session), WOLFSSL_SUCCESS);
+    auto server = TlsStream::server(context, pipe);
+    EXPECT_NE(server, nullptr);
+    for (int round = 0; round < 100; ++round) {
+        client.connect();
+        client.in += pipe.bytes;
+        pipe.bytes.clear();
+        if (!server->established()) {
+            server->set_input(std::as_bytes(std::span(client.out.data(), client.out.size())));
+            if (server->handshake() == TlsStream::Step::failed) return false;
+            client.out.erase(0, server->input_consumed());
+        }
+        if (server->established() && wolfSSL_is_init_finished(client.ssl)) break;
+    }
+    EXPECT_TRUE(server->established());
+    return server->resumed();
+}
+
+// Proves session tickets resume across contexts that share TicketKeys (one per shard in the
+// daemon), for TLS 1.3 and 1.2; a context with other keys makes a full handshake; after one
+// rotation the old key still decrypts, after two it does not.
+TEST_F(TlsStreamTest, TicketsResumeAcrossContextsSharingKeys) {
+    auto keys = ticket_keys_rotate(nullptr);
+    ASSERT_TRUE(keys.ok());
+    auto make = [&](std::shared_ptr<const TicketKeys> ticket_keys) {
+        TlsMaterial material;
+        material.certificates.push_back(*certificate_);
+        material.ticket_keys = std::move(ticket_keys);
+        std::string error;
+        auto created = TlsContext::create(material, &error);
+        EXPECT_TRUE(created.ok()) << error;
+        return std::shared_ptr<const TlsContext>(*created);
+    };
+    auto shard0 = make(*keys);
+    auto shard1 = make(*keys);
+    auto stranger = make(nullptr);  // Keys of its own.
+    auto once = ticket_keys_rotate(keys->get());
+    ASSERT_TRUE(once.ok());
+    auto twice = ticket_keys_rotate(once->get());
+    ASSERT_TRUE(twice.ok());
+    auto rotated_once = make(*once);
+    auto rotated_twice = make(*twice);
+    for (int version : {13, 12}) {
+        Pipe pipe;
+        Client client(version);
+        ASSERT_EQ(wolfSSL_UseSessionTicket(client.ssl), WOLFSSL_SUCCESS);  // TLS 1.2 asks.
+        auto server = TlsStream::server(shard0, pipe);
+        ASSERT_TRUE(handshake(*server, pipe, client, 1u << 20));
+        EXPECT_FALSE(server->resumed());
+        WOLFSSL_SESSION* session = session_after(*server, pipe, client);
+        ASSERT_NE(session, nullptr);
+        EXPECT_TRUE(resumes(shard1, session, version)) << version;
+        EXPECT_TRUE(resumes(shard0, session, version)) << version;
+        EXPECT_FALSE(resumes(stranger, session, version)) << version;
+        EXPECT_TRUE(resumes(rotated_once, session, version)) << version;
+        EXPECT_FALSE(resumes(rotated_twice, session, version)) << version;
+        wolfSSL_SESSION_free(session);
+    }
+}
+
+// The CN of the certificate a client was shown.
+std::string peer_common_name(Client& client) {
+    WOLFSSL_X509* peer = wolfSSL_get_peer_certificate(client.ssl);
+    if (peer == nullptr) return "";
+    char text[256] = {};
+    wolfSSL_X509_NAME_get_text_by_NID(wolfSSL_X509_get_subject_name(peer), NID_commonName, text,
+                                      sizeof(text));
+    wolfSSL_X509_free(peer);
+    return text;
+}
+
+// Proves certificate selection: SNI picks the certificate carrying the name (exact or
+// "*." wildcard, any case); an unknown name or no SNI gets the listener's own certificate,
+// else the default.
+TEST_F(TlsStreamTest, CertificateBySniAndListener) {
+    std::string error;
+    TlsMaterial material;
+    material.certificates.push_back(*certificate_);  // Default: mail.example.test.
+    for (const char* host : {"mx.other.test", "submit.example.test"}) {
+        std::string cert = (folder_ / (std::string(host) + ".pem")).string();
+        std::string key = (folder_ / (std::string(host) + ".key")).string();
+        ASSERT_EQ(self_signed_make(cert, key, host, &error), Status::ok) << error;
+        auto loaded = certificate_load(cert, key, &error);
+        ASSERT_TRUE(loaded.ok()) << error;
+        material.certificates.push_back(*loaded);
+    }
+    material.certificates[1].server_names = {"mx.other.test", "*.wild.test"};
+    material.certificates[2].listener_kinds = {"submission"};
+    auto created = TlsContext::create(material, &error);
+    ASSERT_TRUE(created.ok()) << error;
+    std::shared_ptr<const TlsContext> context = *created;
+    struct Case {
+        const char* sni;
+        const char* listener;
+        const char* expected;
+    };
+    for (const Case& c : {Case{"mx.other.test", "mx", "mx.other.test"},
+                          Case{"MX.Other.Test", "submission", "mx.other.test"},
+                          Case{"a.wild.test", "mx", "mx.other.test"},
+                          Case{"a.b.wild.test", "mx", "mail.example.test"},
+                          Case{"unknown.test", "mx", "mail.example.test"},
+                          Case{"unknown.test", "submission", "submit.example.test"},
+                          Case{"", "submission", "submit.example.test"},
+                          Case{"", "smtps", "mail.example.test"}}) {
+        for (int version : {13, 12}) {
+            Pipe pipe;
+            Client client(version);
+            if (*c.sni != 0) {
+                ASSERT_EQ(wolfSSL_UseSNI(client.ssl, WOLFSSL_SNI_HOST_NAME, c.sni,
+                                         static_cast<unsigned short>(std::strlen(c.sni))),
+                          WOLFSSL_SUCCESS);
+            }
+            auto server = TlsStream::server(context, pipe, c.listener);
+            ASSERT_TRUE(handshake(*server, pipe, client, 1u << 20)) << c.sni;
+            EXPECT_EQ(peer_common_name(client), c.expected) << c.sni << " " << c.listener;
+        }
+    }
 }
 
 }  // namespace
