@@ -121,6 +121,9 @@ private:
         for (const UserSettings& user : settings_.users) {
             std::size_t at = user.address.rfind('@');
             if (at == std::string::npos || at == 0 || at + 1 == user.address.size()) {
+        if (s.relay.tls != "none" && s.relay.tls != "may" && s.relay.tls != "verify") {
+            fail(0, "relay.tls", "must be \"none\", \"may\" or \"verify\", not \"" + s.relay.tls + "\"");
+        }
                 fail(user.line, "user.address", "\"" + user.address + "\" is not local@domain");
                 continue;
             }

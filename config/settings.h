@@ -86,7 +86,8 @@ struct AuthSettings {
 };
 
 struct DnsSettings {
-    std::vector<std::string> resolvers;      // "127.0.0.1:53"; never read from resolv.conf.
+    std::vector<std::string> resolvers;      // "127.0.0.1:53"; empty: resolv_conf's nameservers.
+    std::string resolv_conf = "/etc/resolv.conf";  // Read at start when resolvers is empty.
     std::uint64_t timeout_ms = 5'000;
     unsigned attempts = 3;
 };
@@ -111,6 +112,8 @@ struct UserSettings {
     std::string password;                    // Plaintext (demo); or password_hash.
     std::string password_hash;               // "$argon2id$..." (ringpost user hash).
     std::uint32_t line = 0;
+    std::string tls = "may";                       // Outbound STARTTLS: none, may, verify.
+    std::string tls_ca_file;                       // For verify; empty: /etc/ssl/certs.
 };
 
 // [store]: the mail store and the daemon's upkeep of it (protocols/common/store_upkeep.h).

@@ -52,4 +52,16 @@ SpscQueue& CrossCore::queue(unsigned from, unsigned to) {
     return *queues_[std::size_t{from} * shard_count_ + to];
 }
 
+unsigned CrossCore::discard_all() {
+    unsigned left = 0;
+    for (auto& queue : queues_) {
+        CrossMessage message;
+        while (queue->pop(message)) {
+            ++left;
+            if (message.discard != nullptr) message.discard(message);
+        }
+    }
+    return left;
+}
+
 }  // namespace rp

@@ -26,6 +26,10 @@ struct CrossMessage {
     std::uint32_t kind = 0;
     std::uint64_t args[3] = {};
     void* pointer = nullptr;
+    // Frees what the message owns (`pointer`) when it is never handled: the receiver had
+    // stopped when it was posted (shutdown). Null when the message owns nothing. Runs on the
+    // thread that calls CrossCore::discard_all(), after every shard thread has ended.
+    void (*discard)(const CrossMessage& message) = nullptr;
 };
 
 class SpscQueue {
@@ -56,6 +60,9 @@ public:
     explicit CrossCore(unsigned shard_count, unsigned queue_entries);
     SpscQueue& queue(unsigned from, unsigned to);
     unsigned shard_count() const { return shard_count_; }
+    // Empties every queue, calling each message's discard. Only once no shard runs (nobody
+    // pushes or pops any more). Returns how many messages were left.
+    unsigned discard_all();
 
 private:
     unsigned shard_count_;

@@ -60,6 +60,17 @@ struct SessionInfo {
     bool tls_available = false;       // start_tls() would work (a certificate is loaded).
 };
 
+// Told when the byte range of a SessionOutput::send_file() has been sent (ok), or will not be
+// (the session failed or closed: another status). Runs on the shard's thread, never inside
+// another protocol callback; the protocol may write or send_file again from it.
+class FileSendDone {
+public:
+    virtual void file_sent(Status status) = 0;
+
+protected:
+    ~FileSendDone() = default;
+};
+
 // What a protocol may do to its connection. Implemented by the driver; a protocol unit test
 // can implement it with a recorder. Every call is cheap and never re-enters the protocol:
 // effects (sends, feeding held input, closing) happen after the current callback returns.
@@ -94,6 +105,19 @@ public:
     // already active.
     virtual bool start_tls() { return false; }
     virtual bool tls_active() const { return false; }
+    // Zero-copy send of `bytes` bytes of file `fd` from `offset` (a store segment, below its
+    // durable watermark): after the output queued so far, the kernel moves them from the page
+    // cache to the socket (IORING_OP_SPLICE file -> pipe -> socket, a pipe from the shard's
+    // pool), so they never pass through user space. Output written after this call goes out
+    // after the range, and output_queued_bytes() counts the range until it is sent. `fd` must
+    // stay open and the bytes unchanged until done.file_sent() runs (hold the BodyHandle).
+    // False, with nothing queued, when the bytes must be copied anyway: TLS is active (or
+    // starting), a range is queued already (one at a time), or the shard's pipes are all in
+    // use. Then write() them as before.
+    virtual bool send_file(int /*fd*/, std::uint64_t /*offset*/, std::uint64_t /*bytes*/,
+                           FileSendDone& /*done*/) {
+        return false;
+    }
 
 protected:
     ~SessionOutput() = default;
@@ -180,6 +204,9 @@ struct SessionStats {
     std::uint64_t recv_starved = 0;     // ENOBUFS: multishot recv ended for lack of buffers.
     std::uint64_t tls_handshakes = 0;
     std::uint64_t tls_failures = 0;     // Handshake or record errors (not timeouts).
+    std::uint64_t file_sends = 0;       // send_file() ranges accepted.
+    std::uint64_t file_bytes = 0;       // Bytes spliced from files to sockets.
+    std::uint64_t file_send_refused = 0;  // send_file() answered false (TLS, no pipe).
 };
 
 class Connection;
@@ -240,6 +267,14 @@ private:
     void release_slot(std::uint32_t slot);
     void* slot_memory(std::uint32_t slot);
     void starve(Connection& connection);
+    // Pipes for send_file (at most limits::session_pipes_max, made on first use).
+    struct Pipe {
+        int read_fd = -1;
+        int write_fd = -1;
+        std::uint32_t bytes = 0;  // Capacity.
+    };
+    bool pipe_take(Pipe& pipe);
+    void pipe_give(const Pipe& pipe, bool empty);
     // Chunk arena.
     std::uint32_t chunk_take();
     void chunk_give(std::uint32_t chunk);
@@ -263,6 +298,8 @@ private:
     std::uint32_t chunk_free_ = 0xffffffffu;
     unsigned chunks_free_count_ = 0;
     std::vector<std::uint32_t> starved_;
+    std::vector<Pipe> pipes_free_;
+    unsigned pipes_made_ = 0;
     unsigned open_count_ = 0;
     unsigned refusals_in_flight_ = 0;
     bool started_ = false;

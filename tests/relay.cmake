@@ -27,3 +27,6 @@ rp_unit_test(relay_connector_test
 
 # kill -9 with 1,000 messages queued, then again while delivering (real dnsmasq, smtp-sink).
 rp_integration_test(relay_crash_integration SCRIPT integration/test_relay_crash.py TIMEOUT 300)
+
+# Outbound STARTTLS against a second ringpostd; the resolv.conf default for [dns] resolvers.
+rp_integration_test(relay_tls_integration SCRIPT integration/test_relay_tls.py TIMEOUT 300)

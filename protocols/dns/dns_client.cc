@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -17,6 +18,35 @@ constexpr unsigned tag_send = 0, tag_recv = 1, tag_connect = 2, tag_cancel = 3;
 constexpr std::size_t udp_bytes_max = 4096;
 constexpr std::size_t tcp_bytes_max = 65535 + 2;
 }  // namespace
+
+std::vector<std::string> resolv_conf_nameservers(std::string_view text) {
+    std::vector<std::string> out;
+    while (!text.empty() && out.size() < 3) {
+        const auto end = text.find('\n');
+        std::string_view line = text.substr(0, end);
+        text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
+        const auto word = [&line]() {
+            const auto start = line.find_first_not_of(" \t\r");
+            if (start == std::string_view::npos) {
+                line = {};
+                return std::string_view();
+            }
+            line.remove_prefix(start);
+            const auto stop = std::min(line.find_first_of(" \t\r"), line.size());
+            const std::string_view w = line.substr(0, stop);
+            line.remove_prefix(stop);
+            return w;
+        };
+        if (word() != "nameserver") continue;  // Comments (# ;) and other options too.
+        const std::string_view address = word();
+        if (address.empty() || address.find('%') != std::string_view::npos) continue;
+        std::string server = address.find(':') != std::string_view::npos
+                                 ? "[" + std::string(address) + "]:53"
+                                 : std::string(address) + ":53";
+        if (dns_server_parse(server)) out.push_back(std::move(server));
+    }
+    return out;
+}
 
 Result<DnsServerAddress> dns_server_parse(std::string_view text) {
     std::string_view host, port;

@@ -36,6 +36,11 @@ struct DnsServerAddress {
 // Parses "127.0.0.1:53" or "[::1]:53".
 [[nodiscard]] Result<DnsServerAddress> dns_server_parse(std::string_view text);
 
+// The `nameserver` lines of resolv.conf(5) text as "address:53" / "[v6]:53", in order, at
+// most 3 (MAXNS) like the C library. Link-local addresses with a zone (fe80::1%eth0) are
+// skipped: the ring's sockets carry no scope here.
+std::vector<std::string> resolv_conf_nameservers(std::string_view text);
+
 struct DnsClientOptions {
     std::vector<DnsServerAddress> resolvers;
     std::uint64_t timeout_ms = 5'000;

@@ -5,8 +5,11 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <fstream>
 #include <optional>
+#include <sstream>
 
 #include "core/connector.h"
 #include "core/log.h"
@@ -82,7 +85,16 @@ Result<RelayOptions> relay_options_from(const config::Settings& s, std::string* 
     o.scan_interval_ms = s.relay.scan_interval_ms;
     o.dns.timeout_ms = s.dns.timeout_ms;
     o.dns.attempts = s.dns.attempts;
-    for (const std::string& text : s.dns.resolvers) {
+    std::vector<std::string> resolvers = s.dns.resolvers;
+    if (resolvers.empty() && !s.dns.resolv_conf.empty()) {
+        // Start-up only (blocking read): the default, [dns] resolvers when absent.
+        std::ifstream file(s.dns.resolv_conf);
+        std::stringstream text;
+        text << file.rdbuf();
+        resolvers = dns::resolv_conf_nameservers(text.str());
+        o.resolvers_from = s.dns.resolv_conf;
+    }
+    for (const std::string& text : resolvers) {
         auto server = dns::dns_server_parse(text);
         if (!server) {
             *error = "dns.resolvers: \"" + text + "\" is not address:port";
@@ -90,12 +102,28 @@ Result<RelayOptions> relay_options_from(const config::Settings& s, std::string* 
         }
         o.dns.resolvers.push_back(*server);
     }
+    o.resolver_texts = resolvers;
     o.self.hostnames.push_back(o.hostname);
     for (const auto& listener : s.smtp.listeners) {
         if (auto address = listener_self(listener.address)) o.self.addresses.push_back(*address);
     }
     o.client.helo_name = o.hostname;
-    o.client.starttls = false;  // Until core/tls gives the client a handshake.
+    o.tls.mode = s.relay.tls == "none"     ? tls::TlsClientMode::none
+                 : s.relay.tls == "verify" ? tls::TlsClientMode::verify
+                                           : tls::TlsClientMode::may;
+    o.tls.ca_file = s.relay.tls_ca_file;
+    o.client.starttls = o.tls.mode != tls::TlsClientMode::none;
+    o.client.require_tls = o.tls.mode == tls::TlsClientMode::verify;
+    o.client_plain = o.client;
+    o.client_plain.starttls = false;
+    o.client_plain.require_tls = false;
+    if (o.tls.mode != tls::TlsClientMode::none) {
+        // Checks the CA file now, so that a bad one stops the start with a clear line.
+        if (auto context = tls::TlsClientContext::create(o.tls, error); !context) {
+            *error = "relay.tls: " + *error;
+            return context.status();
+        }
+    }
     RP_ASSERT(!o.retry_schedule_s.empty());
     return o;
 }
@@ -110,7 +138,10 @@ struct RelayAgent::Job {
 };
 
 // One domain's worker: MX, then jobs one after another over one connection.
-class RelayAgent::Delivery final : public OutboundHandler, public Timer, private IoCompletion {
+class RelayAgent::Delivery final : public OutboundHandler,
+                                   public Timer,
+                                   private IoCompletion,
+                                   private tls::TlsSink {
 public:
     Delivery(RelayAgent& agent, std::string domain)
         : agent_(agent), domain_(std::move(domain)), connection_(reactor(), *this) {}
@@ -144,20 +175,27 @@ public:
         if (status != Status::ok) return;  // on_closed follows and moves on.
         ++agent_.stats_.connections;
         log::info("relay: connected to {} for {}", remote_, domain_);
-        client_.emplace(agent_.options_.client);
+        client_.emplace(plaintext_ ? agent_.options_.client_plain : agent_.options_.client);
         phase_ = Phase::session;
         arm(client_->timeout_ms());
     }
     void on_received(std::string_view bytes) override {
-        if (!client_) return;
-        client_->feed(bytes);
+        if (!client_ || client_->closed()) return;
+        if (tls_) {
+            tls_input(bytes);
+        } else {
+            client_->feed(bytes);
+        }
         progress();
     }
     void on_sent() override {
         // RFC 5321 4.5.3.2.5: the body went out; now the final reply is due.
         if (client_ && client_->transaction_running()) arm(client_->timeout_ms());
+        // Streaming: the queue drained, so the next piece may be read.
+        if (client_ && client_->wants_body() && !reading_) progress();
     }
     void on_closed(Status reason) override {
+        tls_.reset();
         const bool was_ready = client_.has_value() && ever_ready_;
         if (client_ && !client_->closed()) client_->connection_lost();
         if (client_) collect_result();
@@ -178,6 +216,12 @@ public:
         }
         if (phase_ == Phase::quitting) {
             finish();
+            return;
+        }
+        if (retry_plain_) {
+            // RFC 7435 (opportunistic): the handshake failed; the same host again, in clear.
+            retry_plain_ = false;
+            connect_next();
             return;
         }
         if (was_ready) {
@@ -253,7 +297,14 @@ private:
         load_body();
     }
 
+    // Opens the body and reads its first pieces up to the end of the header (kept for a DSN
+    // and sent first); the rest is read piece by piece while the DATA goes out.
     void load_body() {
+        if (reading_) {
+            // A read of the previous job is still with the kernel (its buffer too): after it.
+            load_waiting_ = true;
+            return;
+        }
         const storage::SpoolEntry* entry = store().spool_get(job_->spool_id);
         auto handle = entry != nullptr ? store().body_open(entry->body) : Result<storage::BodyHandle>(Status::not_found);
         if (!handle) {
@@ -266,18 +317,27 @@ private:
         }
         if (phase_ != Phase::session) phase_ = Phase::loading;
         handle_ = std::move(handle.value());
-        body_ = std::make_shared<std::string>();
-        body_->reserve(handle_.bytes);
+        head_.clear();
+        body_ready_ = false;
+        read_first_piece();
+    }
+
+    void read_first_piece() {
         piece_index_ = 0;
+        head_pieces_ = 0;
+        piece_loaded_ = false;
+        piece_fed_ = false;
+        if (handle_.pieces.empty()) {
+            body_ready_ = true;
+            body_loaded();
+            return;
+        }
         read_piece();
     }
 
     void read_piece() {
-        if (piece_index_ == handle_.pieces.size()) {
-            handle_ = storage::BodyHandle{};
-            body_loaded();
-            return;
-        }
+        RP_ASSERT(piece_index_ < handle_.pieces.size());
+        RP_ASSERT(!reading_);
         const storage::Extent& extent = handle_.pieces[piece_index_].extent;
         record_.resize(storage::record_bytes(extent.bytes));
         record_filled_ = 0;
@@ -295,6 +355,18 @@ private:
 
     void io_done(Status status, std::uint32_t bytes) override {
         reading_ = false;
+        if (discard_read_) {
+            // The job ended (a result, a lost connection) while this read ran.
+            discard_read_ = false;
+            handle_ = storage::BodyHandle{};
+            if (stopping_) {
+                stop();
+            } else if (load_waiting_) {
+                load_waiting_ = false;
+                load_body();
+            }
+            return;
+        }
         if (status == Status::ok && bytes == 0) status = Status::truncated;
         if (status == Status::ok) {
             record_filled_ += bytes;
@@ -303,13 +375,9 @@ private:
                 return;
             }
             auto payload = storage::extent_verify(handle_.pieces[piece_index_].extent, record_);
-            if (payload) {
-                body_->append(reinterpret_cast<const char*>(payload->data()), payload->size());
-                ++piece_index_;
-                if (!stopping_) {
-                    read_piece();
-                    return;
-                }
+            if (payload && !stopping_) {
+                piece_ready(*payload);
+                return;
             }
             status = payload ? Status::cancelled : payload.status();
         }
@@ -321,7 +389,62 @@ private:
             stop();
             return;
         }
+        if (client_ && client_->wants_body()) {
+            // Half a message must never end with a dot: drop the session instead.
+            connection_.close(Status::io);
+            return;
+        }
         next_job();
+    }
+
+    void piece_ready(std::span<const std::byte> payload) {
+        if (!body_ready_) {
+            // Whole pieces until the header ends (the Received: line is a piece of its own)
+            // or 64 KiB: the DSN needs the header, and these pieces go out first.
+            head_.append(reinterpret_cast<const char*>(payload.data()), payload.size());
+            head_pieces_ = piece_index_ + 1;
+            const bool header_done = head_.find("\n\n") != std::string::npos ||
+                                     head_.find("\n\r\n") != std::string::npos;
+            if (!header_done && head_.size() < head_bytes_max && head_pieces_ < handle_.pieces.size()) {
+                ++piece_index_;
+                read_piece();
+                return;
+            }
+            body_ready_ = true;
+            body_loaded();
+            return;
+        }
+        piece_loaded_ = true;
+        piece_fed_ = false;
+        payload_ = payload;  // Inside record_, until the next read_piece().
+        progress();
+    }
+
+    // Feeds loaded pieces to the client while it wants the body; reads the next piece once
+    // the connection's queue is short (at most one piece read ahead of the socket).
+    void stream_body() {
+        while (client_ && client_->wants_body() && !reading_) {
+            if (!head_fed_) {
+                client_->body_chunk(head_);
+                head_fed_ = true;
+                flush_output();
+            }
+            if (piece_loaded_ && !piece_fed_) {
+                client_->body_chunk(std::string_view(reinterpret_cast<const char*>(payload_.data()),
+                                                     payload_.size()));
+                piece_fed_ = true;
+                flush_output();
+            }
+            const std::size_t next = piece_loaded_ ? piece_index_ + 1 : head_pieces_;
+            if (next >= handle_.pieces.size()) {
+                client_->body_end();
+                return;
+            }
+            if (connection_.queued_bytes() > stream_queue_bytes_max) return;  // on_sent resumes.
+            piece_index_ = next;
+            piece_loaded_ = false;
+            read_piece();
+        }
     }
 
     void body_loaded() {
@@ -355,6 +478,7 @@ private:
             }
             const dns::DnsAddress& address = target.addresses[address_index_];
             remote_ = target.host + "[" + address.text() + "]";
+            host_ = target.host;
             sockaddr_storage to;
             socklen_t to_bytes = 0;
             to_sockaddr(address, agent_.options_.port, to, to_bytes);
@@ -384,11 +508,16 @@ private:
             next_job();
             return;
         }
+        // From the start (also after a reconnect in the middle of a body): head_ first.
+        head_fed_ = false;
+        piece_loaded_ = false;
         SmtpClientMessage message;
         message.sender = entry->sender;
         message.recipients = job_->addresses;
-        message.eight_bit = eight_bit(*body_);
-        message.body = body_;
+        // Only the first piece is known here: more pieces may hold 8-bit bytes (RFC 6152
+        // allows BODY=8BITMIME on 7-bit data).
+        message.eight_bit = handle_.pieces.size() > head_pieces_ || eight_bit(head_);
+        message.body_bytes = handle_.bytes;
         ++agent_.stats_.transactions;
         client_->send(std::move(message));
         progress();
@@ -396,14 +525,82 @@ private:
 
     void flush_output() {
         std::string out = client_->take_output();
-        if (!out.empty()) connection_.send(std::move(out));
+        if (out.empty()) return;
+        if (!tls_) {
+            connection_.send(std::move(out));
+            return;
+        }
+        RP_ASSERT(tls_->established());  // The client says nothing during the handshake.
+        if (tls_->write(std::as_bytes(std::span(out.data(), out.size()))) != Status::ok) {
+            log::info("relay: TLS write to {} failed: {}", remote_, tls_->last_error());
+            client_->connection_lost();
+        }
+    }
+
+    // ---- TLS (RFC 3207), client side ----
+    bool tls_send(std::span<const std::byte> bytes) override {
+        connection_.send(std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+        return true;
+    }
+
+    // After the server's 220 to STARTTLS: the ClientHello goes out.
+    void tls_begin() {
+        RP_ASSERT(!tls_);
+        const auto& context = agent_.tls_context_;
+        if (context) tls_ = tls::TlsClientStream::connect(context, *this, host_);
+        if (!tls_) {
+            tls_fail("no TLS client context");
+            return;
+        }
+        tls_->set_input({});
+        if (tls_->handshake() == tls::TlsClientStream::Step::failed) tls_fail(tls_->last_error());
+    }
+
+    void tls_input(std::string_view bytes) {
+        tls_->set_input(std::as_bytes(std::span(bytes.data(), bytes.size())));
+        if (!tls_->established()) {
+            const auto step = tls_->handshake();
+            if (step == tls::TlsClientStream::Step::want_input) return;
+            if (step == tls::TlsClientStream::Step::failed) {
+                tls_fail(tls_->last_error());
+                return;
+            }
+            log::info("relay: TLS {} {} with {} for {}", tls_->version(), tls_->cipher(), remote_, domain_);
+            client_->tls_started();
+        }
+        std::array<std::byte, 16384> plain;
+        for (;;) {
+            const auto r = tls_->read(plain);
+            if (r.step == tls::TlsClientStream::Step::done) {
+                client_->feed(std::string_view(reinterpret_cast<const char*>(plain.data()), r.bytes));
+                continue;
+            }
+            if (r.step != tls::TlsClientStream::Step::want_input) {
+                if (r.step == tls::TlsClientStream::Step::failed) {
+                    log::info("relay: TLS record error from {}: {}", remote_, tls_->last_error());
+                }
+                client_->connection_lost();
+            }
+            return;
+        }
+    }
+
+    void tls_fail(const std::string& why) {
+        log::info("relay: TLS handshake with {} for {} failed: {}", remote_, domain_, why);
+        // Opportunistic: once more in clear; verify: the session fails (4xx, next MX).
+        if (!agent_.options_.client.require_tls && !plaintext_) {
+            plaintext_ = true;
+            retry_plain_ = true;
+        }
+        client_->tls_failed();
     }
 
     // After the client moved: send its output, apply a result, go on or close.
     void progress() {
         if (!client_) return;
         if (client_->ready()) ever_ready_ = true;
-        if (client_->wants_tls()) client_->tls_failed();  // No client TLS yet (hook only).
+        if (client_->wants_tls() && !tls_) tls_begin();
+        if (client_->wants_body()) stream_body();
         flush_output();
         collect_result();
         if (client_->closed()) {
@@ -411,7 +608,7 @@ private:
             return;
         }
         if (client_->ready() && phase_ != Phase::quitting) {
-            if (job_ && !reading_ && body_ != nullptr && !client_->transaction_running()) {
+            if (job_ && !reading_ && body_ready_ && !client_->transaction_running()) {
                 send_job();
                 return;
             }
@@ -448,8 +645,14 @@ private:
     }
 
     void body_done() {
-        std::shared_ptr<std::string> body = std::move(body_);
-        agent_.job_done(std::move(job_), body ? *body : std::string());
+        if (reading_) {
+            discard_read_ = true;  // io_done drops the piece and unpins the segments.
+        } else {
+            handle_ = storage::BodyHandle{};  // Unpins the segments.
+        }
+        body_ready_ = false;
+        piece_loaded_ = false;
+        agent_.job_done(std::move(job_), head_);
     }
 
     RelayAgent& agent_;
@@ -464,9 +667,23 @@ private:
     bool stopping_ = false;
     bool reading_ = false;
     std::string remote_;
+    std::string host_;  // The MX host name connected to (SNI, verification).
+    std::unique_ptr<tls::TlsClientStream> tls_;
+    bool plaintext_ = false;    // A TLS handshake failed here: no STARTTLS from now on.
+    bool retry_plain_ = false;  // Reconnect to the same address without STARTTLS.
     std::string last_error_;
     std::unique_ptr<Job> job_;
-    std::shared_ptr<std::string> body_;
+    static constexpr std::size_t stream_queue_bytes_max = 256 * 1024;
+    static constexpr std::size_t head_bytes_max = 64 * 1024;
+    std::string head_;               // The first pieces, through the header (for a DSN).
+    std::size_t head_pieces_ = 0;    // How many pieces head_ holds.
+    bool head_fed_ = false;          // The client has head_.
+    bool body_ready_ = false;   // head_ was read (or the body is empty).
+    bool piece_loaded_ = false;  // payload_ holds piece piece_index_.
+    bool piece_fed_ = false;     // ... and the client has it.
+    bool discard_read_ = false;  // The read in flight belongs to a job that ended.
+    bool load_waiting_ = false;  // load_body() once that read is back.
+    std::span<const std::byte> payload_;
     storage::BodyHandle handle_;
     std::size_t piece_index_ = 0;
     std::vector<std::byte> record_;
@@ -478,6 +695,15 @@ RelayAgent::RelayAgent(mail::ShardMail& mail, RelayOptions options)
     Reactor& reactor = mail_.shard().reactor();
     const std::uint64_t seed = reactor.now_ns() ^ (std::uint64_t{mail_.shard_index()} << 48);
     dns_ = std::make_unique<dns::DnsClient>(reactor, options_.dns, seed);
+    if (options_.tls.mode != tls::TlsClientMode::none) {
+        std::string error;
+        auto context = tls::TlsClientContext::create(options_.tls, &error);
+        if (context) {
+            tls_context_ = std::move(context.value());
+        } else {
+            log::error("relay: no outbound TLS: {}", error);
+        }
+    }
     resolver_ = std::make_unique<MxResolver>(*dns_, options_.self, [this] { return now_s(); }, seed + 1);
 }
 
@@ -492,7 +718,12 @@ std::int64_t RelayAgent::now_s() const { return mail_.shard().reactor().clock().
 
 void RelayAgent::start() {
     if (options_.dns.resolvers.empty() && mail_.shard_index() == 0) {
-        log::warn("relay: no [dns] resolvers configured: mail for other domains stays queued");
+        log::warn("relay: no [dns] resolvers configured{}: mail for other domains stays queued",
+                  options_.resolvers_from.empty() ? "" : " (none in " + options_.resolvers_from + ")");
+    } else if (!options_.resolvers_from.empty() && mail_.shard_index() == 0) {
+        std::string list;
+        for (const auto& r : options_.resolver_texts) list += (list.empty() ? "" : ", ") + r;
+        log::info("relay: DNS resolvers from {}: {}", options_.resolvers_from, list);
     }
     mail_.shard().on_stop([this](Shard&) { stop(); });
     // The first scan soon after start: mail queued before a restart goes out at once.
@@ -507,14 +738,17 @@ void RelayAgent::stop() {
 
 void RelayAgent::on_timer() {
     if (stopping_) return;
-    scan();
-    mail_.shard().reactor().timer_arm(*this, options_.scan_interval_ms * 1'000'000ull);
+    // While new mail keeps arriving, look again soon: a message waits for the next scan.
+    const bool found = scan() > 0;
+    const std::uint64_t ms = found ? std::min<std::uint64_t>(options_.scan_interval_ms, busy_scan_interval_ms)
+                                   : options_.scan_interval_ms;
+    mail_.shard().reactor().timer_arm(*this, ms * 1'000'000ull);
 }
 
-void RelayAgent::scan() {
+std::size_t RelayAgent::scan() {
     ++stats_.scans;
     storage::MailStore& store = mail_.store();
-    if (store.failed() != Status::ok) return;
+    if (store.failed() != Status::ok) return 0;
     const auto due = store.spool_due(now_s(), options_.scan_batch_max);
     std::map<std::pair<std::uint64_t, std::string>, std::unique_ptr<Job>> jobs;
     for (const storage::SpoolDue& d : due) {
@@ -536,8 +770,10 @@ void RelayAgent::scan() {
         job->addresses.push_back(address);
         in_flight_.insert(key);
     }
+    const std::size_t found = jobs.size();
     for (auto& [key, job] : jobs) destinations_[key.second].waiting.push_back(std::move(job));
     pump();
+    return found;
 }
 
 void RelayAgent::pump() {

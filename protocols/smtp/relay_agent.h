@@ -5,13 +5,20 @@
 //   the next job of its domain), and the set of spool recipients in flight.
 // Core: the shard's thread only. Works on the ShardMail's store; the ShardMail's commit tick
 //   makes every spool update durable.
-// Flow: a timer scans spool_due() every scan_interval_ms. Recipients that are not local
-//   accounts (local ones are the ShardMail's) are grouped into jobs: one message, one
+// Flow: a timer scans spool_due() every scan_interval_ms (every 50 ms while scans keep
+//   finding new work). Recipients that are not local accounts (local ones are the
+//   ShardMail's) are grouped into jobs: one message, one
 //   domain, all its due recipients there (one transaction). Per domain at most
 //   deliveries_per_destination_max deliveries run, per shard deliveries_per_shard_max. A
-//   delivery resolves MX (cached), reads the body through the shard's Io, connects to the
-//   MX addresses in order (next one on a connect failure, timeout or refused greeting),
-//   sends the job, then the next job of its domain on the same connection, then QUIT.
+//   delivery resolves MX (cached), reads the body's first piece through the shard's Io
+//   (its header is kept for a DSN), connects to the MX addresses in order (next one on a
+//   connect failure, timeout or refused greeting), STARTTLS when offered ([relay] tls:
+//   "may" = opportunistic without verification and clear text after a failed handshake;
+//   "verify" = required and verified), sends the job, streaming the body piece by piece
+//   (dot-stuffed on the fly, at most one piece read ahead of the socket's queue), then the
+//   next job of its domain on the same connection, then QUIT.
+// Memory: nothing per message is held for spool entries that are not due (a scan takes at
+//   most scan_batch_max due recipients); a running delivery holds one body piece.
 // Results per recipient (spool_update): 2xx delivered; 4xx deferred to now + the retry
 //   schedule's next step (the last step repeats), or bounced once arrival + max_lifetime_s
 //   passed; 5xx bounced. Bounced recipients of one job make one RFC 3464 DSN to the sender
@@ -34,6 +41,7 @@
 #include "config/settings.h"
 #include "core/reactor.h"
 #include "core/shard.h"
+#include "core/tls_client.h"
 #include "protocols/dns/dns_client.h"
 #include "protocols/smtp/mx_resolver.h"
 #include "protocols/smtp/smtp_client.h"
@@ -55,8 +63,12 @@ struct RelayOptions {
     std::uint64_t scan_interval_ms = 1'000;
     std::size_t scan_batch_max = 4096;
     dns::DnsClientOptions dns;
+    std::vector<std::string> resolver_texts;  // For the log.
+    std::string resolvers_from;               // The resolv.conf read ("": [dns] resolvers).
     MxSelf self;
     SmtpClientConfig client;
+    SmtpClientConfig client_plain;  // After a failed opportunistic TLS handshake.
+    tls::TlsClientOptions tls;
 };
 
 // From the settings (resolvers, [relay], our hostname and listening addresses).
@@ -91,7 +103,9 @@ private:
 
     void on_timer() override;
     void on_deferred() override;
-    void scan();
+    // Queues the due recipients that are not in flight yet; returns the new jobs.
+    std::size_t scan();
+    static constexpr std::uint64_t busy_scan_interval_ms = 50;
     void pump();
     void stop();
     std::unique_ptr<Job> take_job(const std::string& domain);
@@ -107,6 +121,7 @@ private:
     RelayOptions options_;
     std::unique_ptr<dns::DnsClient> dns_;       // Declared before the resolver: outlives it.
     std::unique_ptr<MxResolver> resolver_;
+    std::shared_ptr<const tls::TlsClientContext> tls_context_;  // Null: no outbound TLS.
     std::map<std::string, Destination> destinations_;
     std::list<std::unique_ptr<Delivery>> deliveries_;
     std::set<std::pair<std::uint64_t, std::uint32_t>> in_flight_;

@@ -25,26 +25,47 @@ bool starts_with_word(std::string_view line, std::string_view word) {
 
 }  // namespace
 
-void smtp_body_encode(std::string_view body, std::string& out) {
-    out.reserve(out.size() + body.size() + body.size() / 64 + 8);
-    bool line_start = true;
-    for (std::size_t i = 0; i < body.size(); ++i) {
-        const char c = body[i];
-        if (line_start && c == '.') out.push_back('.');  // RFC 5321 4.5.2.
-        line_start = false;
-        if (c == '\r') {
-            out += "\r\n";
-            if (i + 1 < body.size() && body[i + 1] == '\n') ++i;
-            line_start = true;
-        } else if (c == '\n') {
-            out += "\r\n";
-            line_start = true;
-        } else {
-            out.push_back(c);
+void SmtpBodyEncoder::encode(std::string_view bytes, std::string& out) {
+    // bounds: at most one extra byte per line plus one per bare CR/LF; a guess, not a limit.
+    out.reserve(out.size() + bytes.size() + bytes.size() / 64 + 8);
+    std::size_t i = 0;
+    while (i < bytes.size()) {
+        const char c = bytes[i];
+        if (after_cr_) {
+            after_cr_ = false;
+            if (c == '\n') {  // The CR's CRLF is out already.
+                ++i;
+                continue;
+            }
         }
+        if (c == '\r' || c == '\n') {
+            out += "\r\n";
+            after_cr_ = c == '\r';
+            line_start_ = true;
+            ++i;
+            continue;
+        }
+        if (line_start_ && c == '.') out.push_back('.');  // RFC 5321 4.5.2.
+        line_start_ = false;
+        // The rest of the line in one append.
+        std::size_t end = i + 1;
+        while (end < bytes.size() && bytes[end] != '\r' && bytes[end] != '\n') ++end;
+        out.append(bytes.data() + i, end - i);
+        i = end;
     }
-    if (!line_start) out += "\r\n";
+}
+
+void SmtpBodyEncoder::finish(std::string& out) {
+    if (!line_start_) out += "\r\n";
     out += ".\r\n";
+    line_start_ = true;
+    after_cr_ = false;
+}
+
+void smtp_body_encode(std::string_view body, std::string& out) {
+    SmtpBodyEncoder encoder;
+    encoder.encode(body, out);
+    encoder.finish(out);
 }
 
 SmtpClient::SmtpClient(const SmtpClientConfig& config) : config_(config) {}
@@ -62,8 +83,10 @@ std::uint64_t SmtpClient::timeout_ms() const {
         case State::ehlo:
         case State::helo:
         case State::starttls:
+        case State::tls_handshake:  // The host's handshake: as long as a command.
         case State::quitting: return config_.timeouts.command_ms;
         case State::transaction:
+            if (streaming_) return config_.timeouts.data_block_ms;  // RFC 5321 4.5.3.2.5.
             if (expected_.empty()) return config_.timeouts.command_ms;
             switch (expected_.front().first) {
                 case Expect::data: return config_.timeouts.data_init_ms;
@@ -71,7 +94,6 @@ std::uint64_t SmtpClient::timeout_ms() const {
                 case Expect::dot_only: return config_.timeouts.data_end_ms;
                 default: return config_.timeouts.command_ms;
             }
-        case State::tls_handshake:
         case State::ready:
         case State::closed: return 0;
     }
@@ -181,6 +203,11 @@ void SmtpClient::reply_received(const SmtpReply& reply) {
                 state_ = State::tls_handshake;
                 return;
             }
+            if (config_.require_tls) {
+                emit("QUIT");
+                fail_session(421, "4.7.4 STARTTLS refused: " + reply.line());
+                return;
+            }
             state_ = State::ready;  // Opportunistic: go on without TLS.
             return;
         case State::transaction:
@@ -206,6 +233,12 @@ void SmtpClient::after_ehlo(const SmtpReply& /*reply*/) {
         state_ = State::starttls;
         return;
     }
+    if (config_.require_tls && !tls_active_) {
+        // RFC 3207 4.1: a client that needs TLS ends the session; the mail waits (4xx).
+        emit("QUIT");
+        fail_session(421, "4.7.4 STARTTLS is required but not offered");
+        return;
+    }
     state_ = State::ready;
 }
 
@@ -227,8 +260,9 @@ void SmtpClient::tls_failed() {
 void SmtpClient::send(SmtpClientMessage message) {
     RP_ASSERT(state_ == State::ready);
     RP_ASSERT(!message.recipients.empty());
-    RP_ASSERT(message.body != nullptr);
     message_ = std::move(message);
+    const std::uint64_t body_bytes = message_.body != nullptr ? message_.body->size() : message_.body_bytes;
+    streaming_ = false;
     const std::size_t count = message_.recipients.size();
     results_.assign(count, SmtpReply{});
     rcpt_ok_.assign(count, false);
@@ -238,7 +272,7 @@ void SmtpClient::send(SmtpClientMessage message) {
     unsent_.clear();
     state_ = State::transaction;
     ++transactions_;
-    if (ext_.size_max != 0 && message_.body->size() > ext_.size_max) {
+    if (ext_.size_max != 0 && body_bytes > ext_.size_max) {
         // RFC 1870 6: do not send what the server said it will refuse.
         for (auto& r : results_) {
             r.code = 552;
@@ -255,7 +289,7 @@ void SmtpClient::send(SmtpClientMessage message) {
         expected_.emplace_back(Expect::rset, 0);
     }
     std::string mail = "MAIL FROM:<" + message_.sender + ">";
-    if (ext_.size) mail += " SIZE=" + std::to_string(message_.body->size());  // RFC 1870.
+    if (ext_.size) mail += " SIZE=" + std::to_string(body_bytes);  // RFC 1870.
     if (message_.eight_bit && ext_.eight_bit_mime) mail += " BODY=8BITMIME";
     commands.push_back(std::move(mail));
     expected_.emplace_back(Expect::mail, 0);
@@ -312,7 +346,10 @@ void SmtpClient::transaction_reply(const SmtpReply& reply) {
             bool any = false;
             for (bool ok : rcpt_ok_) any = any || ok;
             if (reply.code == 354) {
-                if (any && !aborted_) {
+                if (any && !aborted_ && message_.body == nullptr) {
+                    streaming_ = true;  // The host feeds body_chunk() and body_end().
+                    encoder_ = SmtpBodyEncoder{};
+                } else if (any && !aborted_) {
                     send_body();
                     expected_.emplace_back(Expect::data_end, 0);
                 } else {
@@ -364,8 +401,21 @@ void SmtpClient::send_body() {
     smtp_body_encode(*message_.body, out_);
 }
 
+void SmtpClient::body_chunk(std::string_view bytes) {
+    RP_ASSERT(wants_body());
+    encoder_.encode(bytes, out_);
+}
+
+void SmtpClient::body_end() {
+    RP_ASSERT(wants_body());
+    encoder_.finish(out_);
+    streaming_ = false;
+    expected_.emplace_back(Expect::data_end, 0);
+}
+
 void SmtpClient::end_transaction() {
     RP_ASSERT(state_ == State::transaction);
+    streaming_ = false;
     for (auto& r : results_) {
         if (r.code == 0) {  // Never answered (RCPT skipped): treat as temporary.
             r.code = 451;
@@ -403,6 +453,7 @@ void SmtpClient::fail_session(std::uint16_t code, std::string text) {
         unsent_.clear();
     }
     session_reply_ = reply;
+    streaming_ = false;
     state_ = State::closed;
 }
 

@@ -6,7 +6,8 @@
 // Flow: greeting -> EHLO (HELO when EHLO is refused) -> [STARTTLS when offered and enabled:
 //   the host runs the handshake and calls tls_started(), then EHLO again] -> ready.
 //   send(message) runs one transaction: [RSET when the last one did not finish] MAIL FROM
-//   (SIZE=, BODY=8BITMIME when offered), RCPT TO per recipient, DATA, the dot-stuffed body.
+//   (SIZE=, BODY=8BITMIME when offered), RCPT TO per recipient, DATA, the dot-stuffed body
+//   (given whole, or streamed by the host in pieces: body_chunk(), body_end()).
 //   With PIPELINING (RFC 2920) MAIL, the RCPTs and DATA go in one write. Then ready again
 //   for the next message on the same connection, or quit().
 // Results: one reply per recipient: the RCPT reply when it was refused, else the reply that
@@ -41,6 +42,7 @@ struct SmtpClientTimeouts {  // RFC 5321 4.5.3.2.
 struct SmtpClientConfig {
     std::string helo_name = "localhost";
     bool starttls = false;  // Ask for STARTTLS when offered (the host must do the handshake).
+    bool require_tls = false;  // No STARTTLS offered or accepted: end the session (421 4.7.4).
     SmtpClientTimeouts timeouts;
 };
 
@@ -57,6 +59,10 @@ struct SmtpClientMessage {
     std::string sender;                    // "" for the null sender <>.
     std::vector<std::string> recipients;   // At least one.
     std::shared_ptr<const std::string> body;  // As stored: header + body, CRLF or bare LF.
+    // With body == nullptr the host streams the body: after DATA's 354 wants_body() is
+    // true; it calls body_chunk() with pieces as it reads them and body_end() after the
+    // last. body_bytes is then the size for SIZE=.
+    std::uint64_t body_bytes = 0;
     bool eight_bit = false;                // The body has bytes >= 0x80.
 };
 
@@ -65,6 +71,19 @@ struct SmtpExtensions {
     bool smtputf8 = false;
     bool size = false;           // SIZE offered (RFC 1870).
     std::uint64_t size_max = 0;  // 0: no limit announced.
+};
+
+// RFC 5321 4.5.2 dot-stuffing on the fly, over pieces split anywhere: doubles a leading dot
+// on every line, turns bare LF and bare CR into CRLF (2.3.8); finish() ends the data with
+// CRLF "." CRLF.
+class SmtpBodyEncoder {
+public:
+    void encode(std::string_view bytes, std::string& out);
+    void finish(std::string& out);
+
+private:
+    bool line_start_ = true;
+    bool after_cr_ = false;  // The last byte was CR (written as CRLF): skip a following LF.
 };
 
 class SmtpClient {
@@ -90,6 +109,12 @@ public:
     // The per-recipient replies of the transaction that just ended, once.
     std::optional<std::vector<SmtpReply>> take_result();
     bool transaction_running() const { return state_ == State::transaction; }
+    // Streaming (message.body == nullptr): the server said 354 and waits for the body.
+    bool wants_body() const { return state_ == State::transaction && streaming_; }
+    // Dot-stuffs `bytes` into the output (RFC 5321 4.5.2); the host sends take_output().
+    void body_chunk(std::string_view bytes);
+    // Ends the body (CRLF . CRLF); the final reply is due.
+    void body_end();
 
     // QUIT (when ready) and close after the reply; otherwise just closes.
     void quit();
@@ -136,6 +161,8 @@ private:
     std::vector<bool> rcpt_ok_;
     bool mail_ok_ = false;
     bool aborted_ = false;     // MAIL or DATA refused: later replies are ignored.
+    bool streaming_ = false;   // 354 came; the host feeds the body.
+    SmtpBodyEncoder encoder_;
     std::optional<std::vector<SmtpReply>> done_;
     std::uint32_t transactions_ = 0;
 };

@@ -218,3 +218,19 @@ TEST(DnsClient, ServerParse) {
 
 }  // namespace
 }  // namespace rp::dns
+
+// Proves resolv.conf parsing: nameserver lines in order (IPv4 and IPv6, port 53), comments,
+// other options and zone-scoped link-local addresses skipped, at most three, no trailing
+// newline needed.
+TEST(DnsClient, ResolvConfNameservers) {
+    using rp::dns::resolv_conf_nameservers;
+    EXPECT_EQ(resolv_conf_nameservers("# comment\nsearch a.test\nnameserver 10.0.0.1\n"
+                                      "options ndots:2\n  nameserver\t::1  # trailing\n"
+                                      "nameserver fe80::1%eth0\nnameserver 10.0.0.3"),
+              (std::vector<std::string>{"10.0.0.1:53", "[::1]:53", "10.0.0.3:53"}));
+    EXPECT_EQ(resolv_conf_nameservers("nameserver 1.1.1.1\nnameserver 2.2.2.2\n"
+                                      "nameserver 3.3.3.3\nnameserver 4.4.4.4\n").size(), 3u);
+    EXPECT_TRUE(resolv_conf_nameservers("").empty());
+    EXPECT_TRUE(resolv_conf_nameservers("nameserver\nnameserver not-an-address\n;nameserver 1.2.3.4\n").empty());
+    EXPECT_EQ(resolv_conf_nameservers("nameserver 127.0.0.1\r\n"), std::vector<std::string>{"127.0.0.1:53"});
+}

@@ -138,6 +138,94 @@ TEST(SmtpClient, StartTls) {
     EXPECT_TRUE(f.client.tls_active());
 }
 
+// Proves the streamed body: with no body in the message, the host feeds pieces after 354
+// (split anywhere, even between CR and LF or before a leading dot) and ends it; the wire
+// bytes equal the whole-body encoding, SIZE comes from body_bytes, and the data-block
+// timeout applies while the body streams.
+TEST(SmtpClient, StreamedBody) {
+    Fixture f;
+    f.open(ehlo_full);
+    SmtpClientMessage m = message({"x@d.test"});
+    m.body = nullptr;
+    m.body_bytes = 9;
+    f.client.send(m);
+    EXPECT_EQ(f.client.take_output(), "MAIL FROM:<a@example.test> SIZE=9\r\nRCPT TO:<x@d.test>\r\nDATA\r\n");
+    EXPECT_FALSE(f.client.wants_body());
+    f.client.feed("250 ok\r\n250 ok\r\n354 go\r\n");
+    ASSERT_TRUE(f.client.wants_body());
+    EXPECT_EQ(f.client.timeout_ms(), f.config.timeouts.data_block_ms);
+    f.client.body_chunk("A\r");
+    f.client.body_chunk("\n");
+    f.client.body_chunk(".do");
+    f.client.body_chunk("t");
+    f.client.body_end();
+    EXPECT_FALSE(f.client.wants_body());
+    EXPECT_EQ(f.client.take_output(), "A\r\n..dot\r\n.\r\n");
+    EXPECT_EQ(f.client.timeout_ms(), f.config.timeouts.data_end_ms);
+    f.client.feed("250 2.0.0 queued\r\n");
+    auto r = f.client.take_result();
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ((*r)[0].code, 250);
+}
+
+// Proves the on-the-fly encoder equals the whole-body encoding for every split of bodies
+// with bare CR, bare LF, CRLF, leading dots and no final line end (a trickle test).
+TEST(SmtpClient, BodyEncoderSplitAnywhere) {
+    const std::vector<std::string> bodies = {
+        ".a\r\n.\r\n..b\nc\rd\r\r\n.e", "\r\n\r\n.", "x", "", ".\n.\r.", "abc\r"};
+    for (const std::string& body : bodies) {
+        std::string whole;
+        smtp_body_encode(body, whole);
+        for (std::size_t a = 0; a <= body.size(); ++a) {
+            for (std::size_t b = a; b <= body.size(); ++b) {
+                SmtpBodyEncoder encoder;
+                std::string out;
+                encoder.encode(std::string_view(body).substr(0, a), out);
+                encoder.encode(std::string_view(body).substr(a, b - a), out);
+                encoder.encode(std::string_view(body).substr(b), out);
+                encoder.finish(out);
+                EXPECT_EQ(out, whole) << "body " << body.size() << " split " << a << "," << b;
+            }
+        }
+    }
+    std::string out;
+    smtp_body_encode(".a\r\n.\r\n..b\nc\rd\r\r\n.e", out);
+    EXPECT_EQ(out, "..a\r\n..\r\n...b\r\nc\r\nd\r\n\r\n..e\r\n.\r\n");
+}
+
+// With TLS required (relay.tls = "verify"): no STARTTLS offered, or STARTTLS refused, ends
+// the session with 421 4.7.4 (the mail waits) and never goes on in clear; the handshake is
+// under the command timeout.
+TEST(SmtpClient, RequiredTls) {
+    {
+        Fixture f;
+        f.config.starttls = true;
+        f.config.require_tls = true;
+        EXPECT_EQ(f.open("250-mx.test\r\n250 PIPELINING\r\n"), "EHLO mail.example.test\r\nQUIT\r\n");
+        EXPECT_TRUE(f.client.closed());
+        EXPECT_EQ(f.client.session_reply().line(), "421 4.7.4 STARTTLS is required but not offered");
+    }
+    {
+        Fixture f;
+        f.config.starttls = true;
+        f.config.require_tls = true;
+        f.open(ehlo_full);
+        f.client.feed("454 4.7.0 not now\r\n");
+        EXPECT_TRUE(f.client.closed());
+        EXPECT_EQ(f.client.session_reply().code, 421);
+    }
+    {
+        Fixture f;
+        f.config.starttls = true;
+        f.open(ehlo_full);
+        f.client.feed("220 go ahead\r\n");
+        EXPECT_TRUE(f.client.wants_tls());
+        EXPECT_EQ(f.client.timeout_ms(), f.config.timeouts.command_ms);
+        f.client.tls_failed();
+        EXPECT_TRUE(f.client.closed());
+    }
+}
+
 // A refused greeting, a timeout, a lost connection and garbage end the session; pending
 // recipients get 4xx.
 TEST(SmtpClient, SessionFailures) {
