@@ -1,10 +1,12 @@
 #include "core/session.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <new>
@@ -26,7 +28,7 @@ constexpr std::uint64_t ns_per_ms = 1'000'000;
 constexpr unsigned refusal_kind = 1;
 constexpr std::uint64_t accept_retry_ns = 100 * ns_per_ms;
 
-enum Tag : unsigned { tag_recv = 0, tag_send = 1, tag_cancel = 2 };
+enum Tag : unsigned { tag_recv = 0, tag_send = 1, tag_cancel = 2, tag_splice_in = 3, tag_splice_out = 4 };
 
 std::string peer_text_of(const sockaddr_storage& peer) {
     char text[INET6_ADDRSTRLEN] = {};
@@ -195,8 +197,10 @@ public:
     void resume_reading() override;
     void set_timeout_ms(std::uint64_t ms) override;
     SessionHandle handle() const override { return {slot_, generation_}; }
-    std::size_t output_queued_bytes() const override { return out_bytes_; }
+    std::size_t output_queued_bytes() const override { return queued_bytes(); }
     bool start_tls() override;
+    bool send_file(int fd, std::uint64_t offset, std::uint64_t bytes,
+                   FileSendDone& done) override;
     bool tls_active() const override { return tls_ != nullptr; }
     // TlsSink: ciphertext into the send queue.
     bool tls_send(std::span<const std::byte> bytes) override {
@@ -219,11 +223,31 @@ private:
         std::uint32_t offset = 0;
         bool offered = false;
     };
+    // The send_file range queued (done != null): chunk bytes ahead of it go first, then the
+    // range moves file -> pipe -> socket, one splice in flight at a time (in send_in_flight_).
+    struct FileSend {
+        FileSendDone* done = nullptr;
+        int fd = -1;
+        std::uint64_t offset = 0;
+        std::uint64_t left = 0;       // Not yet in the pipe.
+        std::uint32_t in_pipe = 0;    // In the pipe, not yet sent.
+        std::size_t before = 0;       // Chunk bytes queued ahead of the range.
+        bool splice_in_flight = false;
+        SessionDriver::Pipe pipe;
+    };
 
+    std::size_t queued_bytes() const {
+        // bounds: a file range is at most what a segment holds (< 2^32).
+        return out_bytes_ + (file_.done != nullptr ? file_.left + file_.in_pipe : 0);
+    }
     bool can_feed() const {
         return state_ == State::open && !closing_ && !paused_ && fail_ == Status::ok &&
-               !tls_pending_ && out_bytes_ < limits::session_output_high_bytes;
+               !tls_pending_ && queued_bytes() < limits::session_output_high_bytes;
     }
+    void file_step();
+    void on_splice(const io_uring_cqe& cqe, bool in);
+    void file_finish(Status status);
+    void output_progress(bool was_blocked);
     void open_protocol();
     void raw_write(std::span<const std::byte> bytes);
     void begin_tls();
@@ -279,6 +303,7 @@ private:
     SessionDriver::Listener* listener_ = nullptr;
     sockaddr_storage peer_{};
     socklen_t peer_bytes_ = 0;
+    FileSend file_;
     std::unique_ptr<tls::TlsStream> tls_;
     std::string tls_early_output_;      // Written while the handshake runs (sent after it).
     bool tls_pending_ = false;          // start_tls() called; begins after the callback.
@@ -325,7 +350,7 @@ void Connection::open(int fd, const sockaddr_storage& peer, socklen_t peer_bytes
     if (listener.implicit_tls()) {
         // The protocol starts once the handshake is done (tls_handshake_done).
         if (driver_->tls_context_ != nullptr) {
-            tls_ = tls::TlsStream::server(driver_->tls_context_, *this);
+            tls_ = tls::TlsStream::server(driver_->tls_context_, *this, listener_->kind());
         }
         if (tls_ == nullptr) {
             fail(Status::tls);
@@ -381,7 +406,7 @@ void Connection::begin_tls() {
     reoffer_ = false;
     paused_ = false;
     if (driver_->tls_context_ != nullptr) {
-        tls_ = tls::TlsStream::server(driver_->tls_context_, *this);
+        tls_ = tls::TlsStream::server(driver_->tls_context_, *this, listener_->kind());
     }
     if (tls_ == nullptr) {
         fail(Status::tls);
@@ -420,6 +445,8 @@ void Connection::on_cqe(const io_uring_cqe& cqe, unsigned tag) {
     switch (tag) {
         case tag_recv: on_recv(cqe); break;
         case tag_send: on_send(cqe); break;
+        case tag_splice_in: on_splice(cqe, true); break;
+        case tag_splice_out: on_splice(cqe, false); break;
         case tag_cancel:
             RP_ASSERT(cancels_in_flight_ > 0);
             --cancels_in_flight_;
@@ -774,13 +801,21 @@ void Connection::raw_write(std::span<const std::byte> bytes) {
 }
 
 void Connection::flush() {
-    if (send_in_flight_ || out_bytes_ == 0 || state_ != State::open) return;
+    if (send_in_flight_ || state_ != State::open) return;
+    if (file_.done != nullptr && file_.before == 0) {
+        file_step();
+        return;
+    }
+    if (out_bytes_ == 0) return;
     RP_ASSERT(out_head_ != no_chunk);
     std::uint32_t end = out_head_ == out_tail_ ? out_tail_end_ : limits::session_chunk_bytes;
     RP_ASSERT(end > out_head_begin_);
+    std::uint32_t length = end - out_head_begin_;
+    // Bytes written after send_file() wait for the range.
+    if (file_.done != nullptr) length = static_cast<std::uint32_t>(std::min<std::size_t>(length, file_.before));
     io_uring_sqe* sqe = driver_->reactor_.sqe();
-    io_uring_prep_send(sqe, fd_, driver_->chunk_data(out_head_) + out_head_begin_,
-                       end - out_head_begin_, MSG_NOSIGNAL);
+    io_uring_prep_send(sqe, fd_, driver_->chunk_data(out_head_) + out_head_begin_, length,
+                       MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, Reactor::user_data(this, tag_send));
     send_in_flight_ = true;
 }
@@ -799,10 +834,14 @@ void Connection::on_send(const io_uring_cqe& cqe) {
         driver_->reactor_.defer(*this);
         return;
     }
-    bool was_blocked = out_bytes_ >= limits::session_output_high_bytes;
+    bool was_blocked = queued_bytes() >= limits::session_output_high_bytes;
     auto sent = static_cast<std::uint32_t>(cqe.res);
     out_head_begin_ += sent;  // bounds: the kernel sent at most what we offered.
     out_bytes_ -= sent;
+    if (file_.done != nullptr) {
+        RP_ASSERT(sent <= file_.before);  // flush() offered no more than that.
+        file_.before -= sent;
+    }
     std::uint32_t end = out_head_ == out_tail_ ? out_tail_end_ : limits::session_chunk_bytes;
     RP_ASSERT(out_head_begin_ <= end);
     if (out_head_begin_ == end) {
@@ -818,7 +857,12 @@ void Connection::on_send(const io_uring_cqe& cqe) {
             out_head_ = next;
         }
     }
-    if (was_blocked && out_bytes_ < limits::session_output_high_bytes) {
+    output_progress(was_blocked);
+}
+
+// After a send or splice completed: tell a protocol that was held back by a full queue.
+void Connection::output_progress(bool was_blocked) {
+    if (was_blocked && queued_bytes() < limits::session_output_high_bytes) {
         {
             CallbackScope scope(in_callback_);
             proto_->on_output_drained(*this);
@@ -827,6 +871,96 @@ void Connection::on_send(const io_uring_cqe& cqe) {
         feed();
     }
     driver_->reactor_.defer(*this);
+}
+
+bool Connection::send_file(int fd, std::uint64_t offset, std::uint64_t bytes,
+                           FileSendDone& done) {
+    RP_ASSERT(fd >= 0);
+    RP_ASSERT(bytes > 0);
+    if (state_ != State::open || closing_ || fail_ != Status::ok) return false;
+    // Under TLS the bytes must be encrypted in user space: the caller copies them.
+    if (tls_ != nullptr || tls_pending_ || file_.done != nullptr ||
+        !driver_->pipe_take(file_.pipe)) {
+        ++driver_->stats_.file_send_refused;
+        return false;
+    }
+    file_.done = &done;
+    file_.fd = fd;
+    file_.offset = offset;
+    file_.left = bytes;
+    file_.in_pipe = 0;
+    file_.before = out_bytes_;
+    file_.splice_in_flight = false;
+    ++driver_->stats_.file_sends;
+    driver_->reactor_.defer(*this);
+    return true;
+}
+
+// Starts the next splice of the range: drain the pipe into the socket, else refill it.
+void Connection::file_step() {
+    RP_ASSERT(file_.done != nullptr);
+    RP_ASSERT(!send_in_flight_);
+    io_uring_sqe* sqe = driver_->reactor_.sqe();
+    if (file_.in_pipe > 0) {
+        io_uring_prep_splice(sqe, file_.pipe.read_fd, -1, fd_, -1, file_.in_pipe, 0);
+        io_uring_sqe_set_data64(sqe, Reactor::user_data(this, tag_splice_out));
+    } else {
+        RP_ASSERT(file_.left > 0);
+        const auto length =
+            static_cast<unsigned>(std::min<std::uint64_t>(file_.left, file_.pipe.bytes));
+        io_uring_prep_splice(sqe, file_.fd, static_cast<std::int64_t>(file_.offset),
+                             file_.pipe.write_fd, -1, length, 0);
+        io_uring_sqe_set_data64(sqe, Reactor::user_data(this, tag_splice_in));
+    }
+    send_in_flight_ = true;
+    file_.splice_in_flight = true;
+}
+
+void Connection::on_splice(const io_uring_cqe& cqe, bool in) {
+    RP_ASSERT(send_in_flight_);
+    RP_ASSERT(file_.splice_in_flight);
+    send_in_flight_ = false;
+    file_.splice_in_flight = false;
+    if (state_ != State::open) {
+        // Dying: file_sent already ran in close_now; the pipe may hold bytes: close it.
+        driver_->pipe_give(file_.pipe, false);
+        if (out_head_ != no_chunk) driver_->chunk_give(out_head_);
+        out_head_ = out_tail_ = no_chunk;
+        return;
+    }
+    if (cqe.res <= 0) {
+        // 0 from the file: it is shorter than the range (a bug upstream or a damaged store).
+        fail(cqe.res < 0 ? UringIo::status_of(cqe.res) : Status::io);
+        driver_->reactor_.defer(*this);
+        return;
+    }
+    const bool was_blocked = queued_bytes() >= limits::session_output_high_bytes;
+    const auto moved = static_cast<std::uint32_t>(cqe.res);
+    if (in) {
+        RP_ASSERT(moved <= file_.left);
+        file_.left -= moved;
+        file_.offset += moved;
+        file_.in_pipe += moved;  // bounds: at most the pipe's capacity.
+    } else {
+        RP_ASSERT(moved <= file_.in_pipe);
+        file_.in_pipe -= moved;
+        driver_->stats_.file_bytes += moved;
+    }
+    if (file_.left == 0 && file_.in_pipe == 0) file_finish(Status::ok);
+    output_progress(was_blocked);
+}
+
+// The range is sent (ok) or abandoned: return the pipe and tell the protocol.
+void Connection::file_finish(Status status) {
+    RP_ASSERT(file_.done != nullptr);
+    FileSendDone* done = file_.done;
+    file_.done = nullptr;
+    // A splice in flight still uses the pipe: on_splice closes it when it completes.
+    if (!file_.splice_in_flight) driver_->pipe_give(file_.pipe, file_.in_pipe == 0);
+    file_.left = 0;
+    file_.in_pipe = 0;
+    CallbackScope scope(in_callback_);
+    done->file_sent(status);
 }
 
 void Connection::on_deferred() {
@@ -846,7 +980,7 @@ void Connection::on_deferred() {
         return;
     }
     flush();
-    if (closing_ && out_bytes_ == 0 && !send_in_flight_) close_now(Status::ok);
+    if (closing_ && queued_bytes() == 0 && !send_in_flight_) close_now(Status::ok);
 }
 
 void Connection::close_after_flush() {
@@ -916,6 +1050,7 @@ void Connection::close_now(Status reason) {
     if (state_ != State::open) return;
     state_ = State::dying;
     driver_->reactor_.timer_cancel(*this);
+    if (file_.done != nullptr) file_finish(reason != Status::ok ? reason : Status::cancelled);
     if (proto_ != nullptr) {
         proto_->on_close(reason);
         proto_->~ProtocolSession();
@@ -983,6 +1118,38 @@ void Connection::rearm_after_starve() {
 
 // ---- SessionDriver ----
 
+bool SessionDriver::pipe_take(Pipe& pipe) {
+    if (!pipes_free_.empty()) {
+        pipe = pipes_free_.back();
+        pipes_free_.pop_back();
+        return true;
+    }
+    if (pipes_made_ >= limits::session_pipes_max) return false;
+    int fds[2];
+    // A short system call on the core thread, once per pipe of the bounded pool.
+    if (pipe2(fds, O_CLOEXEC) != 0) return false;
+    const int capacity = fcntl(fds[0], F_GETPIPE_SZ);
+    pipe.read_fd = fds[0];
+    pipe.write_fd = fds[1];
+    pipe.bytes = capacity > 0 ? static_cast<std::uint32_t>(capacity) : 4096;
+    ++pipes_made_;
+    return true;
+}
+
+// An empty pipe goes back to the pool; one that may hold bytes of an abandoned range is
+// closed (its bytes must never reach another session).
+void SessionDriver::pipe_give(const Pipe& pipe, bool empty) {
+    RP_ASSERT(pipe.read_fd >= 0);
+    if (empty) {
+        pipes_free_.push_back(pipe);
+        return;
+    }
+    close(pipe.read_fd);
+    close(pipe.write_fd);
+    RP_ASSERT(pipes_made_ > 0);
+    --pipes_made_;
+}
+
 SessionDriver::SessionDriver(Reactor& reactor, BufferPool& buffers, IpLimiter& ip_limiter,
                              const SessionDriverOptions& options)
     : reactor_(reactor), buffers_(buffers), ip_limiter_(ip_limiter), options_(options) {
@@ -996,6 +1163,10 @@ SessionDriver::~SessionDriver() {
         for (unsigned i = 0; i < options_.sessions_max; ++i) {
             RP_ASSERT(connections_[i].state() == Connection::State::free);
         }
+    }
+    for (const Pipe& pipe : pipes_free_) {
+        close(pipe.read_fd);
+        close(pipe.write_fd);
     }
     if (slots_ != nullptr) munmap(slots_, slots_mapped_bytes_);
     if (chunks_ != nullptr) munmap(chunks_, chunks_mapped_bytes_);
