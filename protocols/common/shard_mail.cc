@@ -115,7 +115,21 @@ ShardMail::ShardMail(Shard& shard, MailCluster& cluster,
     : shard_(shard), cluster_(cluster), directory_(std::move(directory)) {}
 
 ShardMail::~ShardMail() {
+    if (Timer::armed()) shard_.reactor().timer_cancel(*this);
     shard_.reactor().remove_tick(*this);
+    if (stats_.flushes > 0) {
+        std::string histogram;
+        for (unsigned k = 0; k < stats_.flush_ns_buckets; ++k) {
+            if (stats_.flush_ns_histogram[k] == 0) continue;
+            histogram += " <" + std::to_string((64u << (k + 1)) / 1000.0).substr(0, 5) + "ms:" +
+                         std::to_string(stats_.flush_ns_histogram[k]);
+        }
+        log::info("shard {}: group commit: {} flushes, {} commits (max {} per flush), flush "
+                  "mean {} us, max {} us;{}",
+                  shard_index(), stats_.flushes, stats_.flushed_commits, stats_.flush_commits_max,
+                  stats_.flush_ns_total / stats_.flushes / 1000, stats_.flush_ns_max / 1000,
+                  histogram);
+    }
     cluster_.set(shard_.index(), nullptr);
 }
 
@@ -180,13 +194,9 @@ Result<std::unique_ptr<ShardMail>> ShardMail::open(Shard& shard, MailCluster& cl
         log::error("shard {}: damaged record in segment {} at offset {}: {} ({})", shard.index(),
                    damage.segment_id, damage.offset, damage.what, status_name(damage.error));
     }
-    for (const smtp::Account& account : mail->directory_->accounts()) {
-        if (account.owner_shard != shard.index()) continue;
-        if (mail->store_->account_exists(account.address)) continue;
-        if (Status s = mail->store_->account_create(account.address); s != Status::ok) {
-            *error = "cannot create account " + account.address + ": " + std::string(status_name(s));
-            return s;
-        }
+    if (Status s = mail->accounts_create(*mail->directory_, false); s != Status::ok) {
+        *error = "cannot create accounts: " + std::string(status_name(s));
+        return s;
     }
     // Never below an id this store still holds, even if the clock stepped back.
     std::uint64_t low = 0;
@@ -200,6 +210,33 @@ Result<std::unique_ptr<ShardMail>> ShardMail::open(Shard& shard, MailCluster& cl
     // tick, which only runs once some event wakes the loop.
     mail->on_tick();
     return mail;
+}
+
+// The accounts of `directory` that this shard owns get their mailboxes (INBOX, Sent, ...).
+Status ShardMail::accounts_create(const smtp::Directory& directory, bool announce) {
+    Status first_failure = Status::ok;
+    for (const smtp::Account& account : directory.accounts()) {
+        if (account.owner_shard != shard_.index()) continue;
+        if (store_->account_exists(account.address)) continue;
+        const Status s = store_->account_create(account.address);
+        if (s == Status::ok) {
+            if (announce) log::info("shard {}: account {} created", shard_.index(), account.address);
+        } else {
+            log::error("shard {}: cannot create account {}: {}", shard_.index(), account.address,
+                       status_name(s));
+            if (first_failure == Status::ok) first_failure = s;
+        }
+    }
+    return first_failure;
+}
+
+Status ShardMail::directory_update(std::shared_ptr<const smtp::Directory> next) {
+    RP_ASSERT(next != nullptr);
+    RP_ASSERT(next->shard_count() == directory_->shard_count());
+    const Status status = accounts_create(*next, true);
+    directories_retired_.push_back(std::move(directory_));
+    directory_ = std::move(next);
+    return status;
 }
 
 std::uint64_t ShardMail::next_message_id() {
@@ -267,6 +304,7 @@ Status ShardMail::accept(const AcceptArgs& args, storage::DurableDone& done) {
         if (!id) failure = id.status();
     }
     if (failure == Status::ok) failure = commit_notify(*store_, *wait);
+    if (failure == Status::ok) commit_staged();
     if (failure != Status::ok) {
         // The store keeps the operations that succeeded inside an open transaction; commit
         // nothing more and report. A poisoned store fails everything after this too.
@@ -285,6 +323,7 @@ void ShardMail::post_or_queue(unsigned to, std::unique_ptr<Delivery> delivery, b
     }
     CrossMessage message;
     message.handler = &ShardMail::on_cross;
+    message.discard = &ShardMail::on_discard;
     message.kind = answer ? cross_ack : cross_deliver;
     message.pointer = delivery.get();
     if (shard_.post(to, message) == Status::ok) {
@@ -293,6 +332,12 @@ void ShardMail::post_or_queue(unsigned to, std::unique_ptr<Delivery> delivery, b
     }
     ++stats_.post_retries;
     backlog_.push_back({to, answer, std::move(delivery)});
+}
+
+// The owner had stopped before it could take the delivery: the spool re-drives it at the
+// next start, so only the memory goes.
+void ShardMail::on_discard(const CrossMessage& message) {
+    delete static_cast<Delivery*>(message.pointer);
 }
 
 void ShardMail::on_cross(Shard& to, const CrossMessage& message) {
@@ -313,10 +358,19 @@ void ShardMail::deliver_here(std::unique_ptr<Delivery> delivery) {
     append.internal_date = delivery->internal_date;
     const storage::DeliveryKey key{delivery->spool_id, delivery->account};
     const std::string account = delivery->account;
+    // After a SIGHUP the origin may know a new account before this shard has reloaded: the
+    // owner is a hash of the name, so the account is ours; make it now.
+    if (!store_->account_exists(account) &&
+        smtp::Directory::owner_of(account, directory_->shard_count()) == shard_index()) {
+        if (store_->account_create(account) == Status::ok) {
+            log::info("shard {}: account {} created for a delivery", shard_index(), account);
+        }
+    }
     auto* wait = new DeliveredWait(*this, std::move(delivery));
     store_->txn_begin();
     auto uid = store_->deliver(account, "INBOX", key, append);
     Status status = uid.ok() ? commit_notify(*store_, *wait) : uid.status();
+    if (status == Status::ok) commit_staged();
     if (!uid.ok()) {
         if (store_->in_txn()) (void)store_->txn_commit(nullptr);
         log::error("shard {}: delivery of {} to {} failed: {}; retried at the next start",
@@ -390,6 +444,7 @@ void ShardMail::on_tick() {
         Backlog& next = backlog_.front();
         CrossMessage message;
         message.handler = &ShardMail::on_cross;
+        message.discard = &ShardMail::on_discard;
         message.kind = next.answer ? cross_ack : cross_deliver;
         message.pointer = next.delivery.get();
         if (shard_.post(next.to, message) != Status::ok) break;  // Still full: next tick.
@@ -398,15 +453,75 @@ void ShardMail::on_tick() {
     }
     // Group commit: everything staged since the last flush goes in one writev + fdatasync.
     // While a flush is in flight new work keeps staging, so batches grow with the load.
-    if (store_->staged_bytes() > 0 && !store_->flushing() && store_->failed() == Status::ok) {
-        Status s = store_->flush();
-        if (s == Status::ok) {
-            ++stats_.flushes;
-        } else if (s != Status::again && s != Status::busy) {
-            log::error("shard {}: store flush failed: {}", shard_index(), status_name(s));
-        }
+    if (store_->failed() != Status::ok) return;
+    const std::uint64_t now = shard_.reactor().now_ns();
+    const CommitDecision decision =
+        commit_decide(policy_, now, store_->flushing(), store_->staged_bytes(), staged_commits_,
+                      oldest_staged_ns_);
+    if (decision.action == CommitAction::flush) {
+        flush_start();
+    } else if (decision.action == CommitAction::wait) {
+        shard_.reactor().timer_arm(*this, decision.deadline_ns - now);
     }
 }
+
+CommitDecision commit_decide(const CommitPolicy& policy, std::uint64_t now_ns, bool flushing,
+                             std::uint64_t staged_bytes, unsigned staged_commits,
+                             std::uint64_t oldest_ns) {
+    RP_ASSERT(policy.batch_max > 0);
+    if (staged_bytes == 0) return {};
+    if (!flushing) return {CommitAction::flush, 0};
+    if (staged_commits == 0) return {};  // No reply waits on it: it goes with the next batch.
+    if (staged_commits >= policy.batch_max) return {CommitAction::flush, 0};
+    RP_ASSERT(oldest_ns <= now_ns);
+    // bounds: oldest_ns <= now_ns (asserted) and the window is at most 1 s (config_parse).
+    const std::uint64_t deadline = oldest_ns + policy.window_ns;
+    if (deadline <= now_ns) return {CommitAction::flush, 0};
+    return {CommitAction::wait, deadline};
+}
+
+// A transaction whose caller waits for durability was staged.
+void ShardMail::commit_staged() {
+    if (staged_commits_ == 0) oldest_staged_ns_ = shard_.reactor().now_ns();
+    ++staged_commits_;
+}
+
+void ShardMail::flush_start() {
+    const bool overlap = store_->flushing();
+    const Status s = store_->flush(overlap ? nullptr : this);
+    if (s == Status::busy) {
+        ++stats_.early_flush_refused;  // One batch in flight at most: it goes when that is done.
+        return;
+    }
+    if (s != Status::ok) {
+        if (s != Status::again) {
+            log::error("shard {}: store flush failed: {}", shard_index(), status_name(s));
+        }
+        return;
+    }
+    ++stats_.flushes;
+    stats_.flushed_commits += staged_commits_;
+    stats_.flush_commits_max = std::max<std::uint64_t>(stats_.flush_commits_max, staged_commits_);
+    inflight_commits_ = staged_commits_;
+    staged_commits_ = 0;
+    flush_start_ns_ = shard_.reactor().now_ns();
+    if (Timer::armed()) shard_.reactor().timer_cancel(*this);
+}
+
+void ShardMail::flush_done(Status /*status*/) {
+    const std::uint64_t ns = shard_.reactor().now_ns() - flush_start_ns_;
+    stats_.flush_ns_total += ns;
+    stats_.flush_ns_max = std::max(stats_.flush_ns_max, ns);
+    unsigned bucket = 0;
+    for (std::uint64_t units = ns / 64'000; units > 1 && bucket + 1 < stats_.flush_ns_buckets;
+         units >>= 1) {
+        ++bucket;
+    }
+    ++stats_.flush_ns_histogram[bucket];
+    inflight_commits_ = 0;
+}
+
+void ShardMail::on_timer() { on_tick(); }
 
 bool ShardMail::idle() const {
     return backlog_.empty() && !store_->flushing() &&

@@ -71,15 +71,49 @@ struct AcceptArgs {
     std::vector<AcceptRecipient> recipients;
 };
 
+// Group commit ([engine] commit_window_us, commit_batch_max). A batch is flushed at once
+// when no flush is in flight; while one is, the next batch stages, and it is flushed early
+// (overlapping the one in flight) when it reaches batch_max commits or its oldest commit has
+// waited window_ns. The log decides whether it can take a second batch in flight: today it
+// takes one (storage/log.h), so an early flush is refused as busy and the batch goes out the
+// moment the one in flight is durable.
+struct CommitPolicy {
+    std::uint64_t window_ns = 1'000'000;
+    unsigned batch_max = 256;
+};
+
+enum class CommitAction { idle, flush, wait };
+
+struct CommitDecision {
+    CommitAction action = CommitAction::idle;
+    std::uint64_t deadline_ns = 0;  // For wait: when to decide again.
+};
+
+// Pure: what the commit tick does now. `staged_commits` counts transactions staged since the
+// last flush began; `oldest_ns` is when the first of them was staged; `staged_bytes` also
+// counts work that is not a commit (spool updates), which flushes like one.
+CommitDecision commit_decide(const CommitPolicy& policy, std::uint64_t now_ns, bool flushing,
+                             std::uint64_t staged_bytes, unsigned staged_commits,
+                             std::uint64_t oldest_ns);
+
 struct ShardMailStats {
     std::uint64_t accepted = 0;
     std::uint64_t delivered_local = 0;
     std::uint64_t delivered_cross = 0;
     std::uint64_t flushes = 0;
     std::uint64_t post_retries = 0;
+    // Group commit: commits per flush and flush durations (submit to durable), so the
+    // operator sees what bounds the durable reply latency.
+    std::uint64_t flushed_commits = 0;
+    std::uint64_t flush_commits_max = 0;
+    std::uint64_t flush_ns_total = 0;
+    std::uint64_t flush_ns_max = 0;
+    static constexpr unsigned flush_ns_buckets = 16;  // [2^k, 2^(k+1)) x 64 us.
+    std::uint64_t flush_ns_histogram[flush_ns_buckets] = {};
+    std::uint64_t early_flush_refused = 0;  // The log had a batch in flight already.
 };
 
-class ShardMail final : public ShardLocal, public TickHook {
+class ShardMail final : public ShardLocal, public TickHook, storage::FlushDone, Timer {
 public:
     // Opens (and recovers) this shard's store, creates the accounts it owns, registers the
     // commit tick. On failure `error` holds one line.
@@ -97,6 +131,11 @@ public:
     storage::MailStore& store() { return *store_; }
     Shard& shard() { return shard_; }
     const smtp::Directory& directory() const { return *directory_; }
+    // SIGHUP: creates the accounts of `next` this shard owns (staged; the commit tick makes
+    // them durable), then serves `next`. The previous directory stays alive for the shard's
+    // life: messages in flight hold Account pointers into it. Status of the first account
+    // that could not be created (the others are still added).
+    [[nodiscard]] Status directory_update(std::shared_ptr<const smtp::Directory> next);
     unsigned shard_index() const { return shard_.index(); }
 
     // Unique across shards and restarts, increasing: shard in the top 8 bits, then the wall
@@ -113,6 +152,9 @@ public:
     bool idle() const override;
 
     const ShardMailStats& stats() const { return stats_; }
+    // From [engine] at start and on SIGHUP.
+    void set_commit_policy(const CommitPolicy& policy) { policy_ = policy; }
+    const CommitPolicy& commit_policy() const { return policy_; }
     // One observer at most (null: none). It must outlive its registration.
     void set_observer(DeliveryObserver* observer) { observer_ = observer; }
 
@@ -126,11 +168,19 @@ private:
     void deliver_here(std::unique_ptr<Delivery> delivery);
     void delivered_ack(std::unique_ptr<Delivery> delivery);
     void redrive();
+    // `announce`: log each new account (a reload; not the thousands of a first start).
+    Status accounts_create(const smtp::Directory& directory, bool announce);
     static void on_cross(Shard& to, const CrossMessage& message);
+    static void on_discard(const CrossMessage& message);
+    void commit_staged();
+    void flush_start();
+    void flush_done(Status status) override;  // storage::FlushDone.
+    void on_timer() override;                 // Timer: an early-flush deadline.
 
     Shard& shard_;
     MailCluster& cluster_;
     std::shared_ptr<const smtp::Directory> directory_;
+    std::vector<std::shared_ptr<const smtp::Directory>> directories_retired_;  // One per reload.
     std::unique_ptr<storage::MailStore> store_;
     std::uint64_t next_id_low_ = 0;
     bool redrive_pending_ = true;
@@ -142,6 +192,11 @@ private:
     std::deque<Backlog> backlog_;
     ShardMailStats stats_;
     DeliveryObserver* observer_ = nullptr;
+    CommitPolicy policy_;
+    unsigned staged_commits_ = 0;       // Since the last flush began.
+    std::uint64_t oldest_staged_ns_ = 0;
+    unsigned inflight_commits_ = 0;
+    std::uint64_t flush_start_ns_ = 0;
 };
 
 }  // namespace rp::mail
