@@ -12,7 +12,7 @@
 namespace rp::smtp {
 namespace {
 
-constexpr std::size_t body_flush_bytes = 1u << 20;      // Hand big bodies over in 1 MiB pieces.
+constexpr std::size_t body_flush_bytes = 1u << 20;      // Copied pieces go over per 1 MiB.
 constexpr std::uint64_t data_rearm_bytes = 64u << 10;   // DATA progress that re-arms the timer.
 
 std::string_view as_text(std::span<const std::byte> bytes) {
@@ -33,6 +33,21 @@ bool is_loopback(const sockaddr_storage& peer) {
 }
 
 class SmtpSession;
+
+// A receive buffer lent to the log: body bytes are written from it (zero copy), and it goes
+// back to its ring once every write that carries some of them has completed (or failed).
+// References: one per body_append that uses it, plus one for the session while it is still
+// collecting pieces from it.
+struct BufferHold final : storage::BufferRelease {
+    BufferRef buffer;
+    unsigned references = 1;
+
+    void buffer_released(Status /*status*/) override { unref(); }
+    void unref() {
+        RP_ASSERT(references > 0);
+        if (--references == 0) delete this;
+    }
+};
 
 // The message a session is receiving. It lives until the store has answered for it, even
 // when the connection is gone by then (the session detaches itself).
@@ -72,9 +87,30 @@ public:
         arm(out, SmtpTimeoutKind::command);
     }
 
-    std::size_t on_bytes(std::span<const std::byte> bytes, BufferRef* /*source*/,
+    std::size_t on_bytes(std::span<const std::byte> bytes, BufferRef* source,
                          SessionOutput& out) override {
-        return run(bytes, out);
+        // Body pieces that point into `bytes` are written from `source` itself (see
+        // message_data); the rest of the input is copied as usual.
+        if (hold_unused_ != nullptr) hold_unused_->unref();
+        hold_unused_ = nullptr;
+        input_ = bytes;
+        source_ = source;
+        const std::size_t consumed = run(bytes, out);
+        append_pending();
+        input_ = {};
+        source_ = nullptr;
+        if (hold_ != nullptr) {
+            // A store error left the hold unused: keep its bytes valid until the driver has
+            // staged what we did not consume (it copies from them after this returns).
+            if (hold_->references == 1) {
+                if (hold_unused_ != nullptr) hold_unused_->unref();
+                hold_unused_ = hold_;
+            } else {
+                hold_->unref();
+            }
+            hold_ = nullptr;
+        }
+        return consumed;
     }
 
     void on_timeout(SessionOutput& out) override {
@@ -109,6 +145,8 @@ public:
     }
 
     void on_close(Status /*reason*/) override {
+        if (hold_unused_ != nullptr) hold_unused_->unref();
+        hold_unused_ = nullptr;
         if (auth_ticket_ != 0) factory_.auth_ticket_drop(auth_ticket_);
         auth_ticket_ = 0;
         if (server_) server_->connection_lost();
@@ -156,9 +194,27 @@ public:
 
     void message_data(std::span<const std::byte> piece) override {
         RP_ASSERT(job_ != nullptr);
-        if (job_->failed != Status::ok) return;
-        job_->body.append(as_text(piece));
         data_since_arm_ += piece.size();
+        if (job_->failed != Status::ok || piece.empty()) return;
+        if (source_ != nullptr && piece.data() >= input_.data() &&
+            piece.data() + piece.size() <= input_.data() + input_.size()) {
+            // Inside the receive buffer: borrow it (first piece), write from it later.
+            if (!job_->body.empty()) hand_over_body();  // Order: copied bytes go first.
+            if (hold_ == nullptr) {
+                hold_ = new BufferHold();
+                hold_->buffer = std::move(*source_);
+                ++factory_.body_stats().buffers_held;
+            }
+            if (!pending_.empty() && static_cast<const std::byte*>(pending_.back().iov_base) +
+                                             pending_.back().iov_len == piece.data()) {
+                pending_.back().iov_len += piece.size();  // Adjacent: one piece.
+            } else {
+                pending_.push_back({const_cast<std::byte*>(piece.data()), piece.size()});
+            }
+            return;
+        }
+        append_pending();
+        job_->body.append(as_text(piece));
         if (job_->body.size() >= body_flush_bytes) hand_over_body();
     }
 
@@ -166,6 +222,7 @@ public:
         RP_ASSERT(job_ != nullptr);
         mail::ShardMail& mail = factory_.mail();
         job_->size = info.body_bytes;
+        append_pending();
         if (job_->failed == Status::ok && !job_->body.empty()) hand_over_body();
         Status status = job_->failed;
         Result<storage::BodyRef> body = Status::invalid;
@@ -196,6 +253,7 @@ public:
     }
 
     void message_abort() override {
+        pending_.clear();
         if (job_ == nullptr) return;
         factory_.mail().store().body_abort(job_->writer);
         delete job_;
@@ -381,15 +439,45 @@ private:
     bool trusted_ = false;
     bool output_paused_ = false;
     std::uint64_t throttle_key_ = 0;
+        factory_.body_stats().copied_bytes += bytes.size();
     std::uint64_t auth_ticket_ = 0;      // A password check in flight.
     std::string auth_user_;              // The user of the AUTH in flight (for the log).
     bool auth_delayed_ = false;          // A failed AUTH waits for its delay.
+    // Writes the pieces collected from the current receive buffer, zero copy: the log
+    // writes them from the buffer, which the hold returns to its ring afterwards.
+    void append_pending() {
+        if (pending_.empty()) return;
+        RP_ASSERT(hold_ != nullptr);
+        RP_ASSERT(job_ != nullptr);
+        if (job_->failed == Status::ok) {
+            std::uint64_t bytes = 0;
+            for (const iovec& v : pending_) bytes += v.iov_len;
+            ++hold_->references;  // The log's, released after the write.
+            const Status s = factory_.mail().store().body_append(
+                job_->writer, pending_.data(), static_cast<unsigned>(pending_.size()), *hold_);
+            if (s == Status::ok) {
+                factory_.body_stats().zero_copy_bytes += bytes;
+            } else {
+                --hold_->references;  // Nothing kept: the release will not run.
+                job_->failed = s;
+            }
+        }
+        pending_.clear();
+    }
+
     SmtpAuthOutcome auth_outcome_ = SmtpAuthOutcome::bad;
 };
 
 void MessageJob::durable(Status status) {
     if (session != nullptr) session->committed(*this, status);
     delete this;
+    // Zero-copy DATA, valid during on_bytes only: the input, the buffer holding it, the hold
+    // that borrowed that buffer, and the body pieces in it not yet handed to the store.
+    std::span<const std::byte> input_;
+    BufferRef* source_ = nullptr;
+    BufferHold* hold_ = nullptr;
+    BufferHold* hold_unused_ = nullptr;  // See on_bytes.
+    std::vector<iovec> pending_;
 }
 
 }  // namespace
@@ -425,6 +513,13 @@ std::uint64_t SmtpFactory::auth_ticket_add(void* session) {
 
 void* SmtpFactory::auth_ticket_take(std::uint64_t ticket) {
     auto it = auth_pending_.find(ticket);
+SmtpFactory::~SmtpFactory() {
+    if (body_stats_.buffers_held == 0 && body_stats_.copied_bytes == 0) return;
+    log::info("shard {}: {}: body bytes zero-copy {} from {} receive buffers, copied {}",
+              mail_.shard_index(), kind_, body_stats_.zero_copy_bytes, body_stats_.buffers_held,
+              body_stats_.copied_bytes);
+}
+
     if (it == auth_pending_.end()) return nullptr;
     void* session = it->second;
     auth_pending_.erase(it);

@@ -72,7 +72,19 @@ public:
     void* auth_ticket_take(std::uint64_t ticket);
     void auth_ticket_drop(std::uint64_t ticket);
 
+    // DATA/BDAT body bytes: written to the log straight from receive buffers (zero copy), or
+    // copied (bytes that passed through staging or TLS, the Received: header, a CR the
+    // decoder held back at a buffer boundary).
+    struct BodyStats {
+        std::uint64_t zero_copy_bytes = 0;
+        std::uint64_t copied_bytes = 0;
+        std::uint64_t buffers_held = 0;  // Receive buffers lent to the log.
+    };
+    BodyStats& body_stats() { return body_stats_; }
+    ~SmtpFactory() override;
+
 private:
+    BodyStats body_stats_;
     mail::ShardMail& mail_;
     SessionDriver& driver_;
     SmtpServerConfig server_config_;

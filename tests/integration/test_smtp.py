@@ -6,7 +6,9 @@ read back with `ringpost mailbox cat`, byte for byte. Every loop is bounded in c
 """
 
 import os
+import poplib
 import random
+import re
 import shutil
 import signal
 import smtplib
@@ -62,6 +64,32 @@ class SmtpTest(unittest.TestCase):
         self.assertIn(b"\r\n\r\nhello from swaks\r\n", body)
         self.assertIn("accepted from=<alice@remote.test> to=<%s>" % DEMO, d.log())
 
+    # Proves the README's demo: config/demo.toml as shipped (only its ports moved to free
+    # ones, and run from a temporary folder), then `swaks --server ... --to
+    # demo@example.test` exactly as the README says, delivers into demo's INBOX.
+    def test_swaks_demo_config(self):
+        if shutil.which("swaks") is None:
+            self.skipTest("swaks missing")
+        with open(os.path.join(harness.source_dir(), "config", "demo.toml")) as f:
+            text = f.read()
+        demo_ports = sorted(set(int(p) for p in re.findall(r'"127\.0\.0\.1:(2\d{3})"', text)))
+        self.assertIn(2525, demo_ports)
+        for old, new in zip(demo_ports, harness.free_ports(len(demo_ports))):
+            text = text.replace('"127.0.0.1:%d"' % old, '"127.0.0.1:%d"' % new)
+            if old == 2525:
+                port = new
+        d = harness.Daemon(config_text=text, wait_ports=[port])
+        d.port = port
+        d.start()
+        self.addCleanup(self.finish, d)
+        done = subprocess.run(["swaks", "--server", "127.0.0.1:%d" % port,
+                               "--to", DEMO], capture_output=True, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stdout.decode(errors="replace"))
+        self.assertIn(b"250 2.0.0 Ok: queued as", done.stdout)
+        messages = wait_mailbox(d, DEMO, 1)
+        self.assertEqual(len(messages), 1)
+        self.assertIn(b"This is a test mailing", messages[1])
+
     # Proves dot-stuffing is undone exactly and 8-bit bytes survive (BODY=8BITMIME): the
     # stored body equals the sent one byte for byte.
     def test_dot_stuffing_and_8bit_byte_exact(self):
@@ -75,6 +103,50 @@ class SmtpTest(unittest.TestCase):
             client.sendmail("a@remote.test", [DEMO], sent, mail_options=["BODY=8BITMIME"])
         messages = wait_mailbox(d, DEMO, 1)
         self.assertEqual(strip_received(messages[1]), sent)
+
+    # Proves zero-copy DATA: a 3 MB message of random lines, many of them dot-stuffed, sent in
+    # writes of odd sizes so that lines and stuffed dots straddle receive buffers, is stored
+    # byte for byte; most body bytes were written from the receive buffers themselves; and at
+    # the stop every receive buffer of both shards is back in its ring.
+    def test_zero_copy_data_many_buffers(self):
+        d = self.daemon()
+        rng = random.Random(3)
+        lines = [b"Subject: zero copy", b""]
+        size = 0
+        while size < 3_000_000:
+            line = bytes(rng.choice(b"abcdefgh .\xc3\xa9") for _ in range(rng.randrange(0, 200)))
+            if rng.random() < 0.2:
+                line = b"." + line
+            lines.append(line)
+            size += len(line) + 2
+        body = b"\r\n".join(lines) + b"\r\n"
+        stuffed = b"\r\n".join((b"." + l if l.startswith(b".") else l) for l in lines) + b"\r\n"
+        c = Raw(d.port, timeout=60)
+        self.assertEqual(c.reply()[0], 220)
+        self.assertEqual(c.command("EHLO zc.test")[0], 250)
+        self.assertEqual(c.command("MAIL FROM:<z@remote.test> BODY=8BITMIME")[0], 250)
+        self.assertEqual(c.command("RCPT TO:<%s>" % DEMO)[0], 250)
+        self.assertEqual(c.command("DATA")[0], 354)
+        data = stuffed + b".\r\n"
+        at = 0
+        while at < len(data):
+            step = rng.choice([1, 7, 1000, 4093, 16384, 65537])
+            c.send(data[at:at + step])
+            at += step
+        code, lines_ = c.reply()
+        self.assertEqual(code, 250, lines_)
+        self.assertEqual(c.command("QUIT")[0], 221)
+        c.close()
+        messages = wait_mailbox(d, DEMO, 1)
+        self.assertEqual(len(messages), 1)
+        self.assertEqual(strip_received(messages[1]), body)
+        self.assertEqual(d.stop(), 0)
+        log = d.log()
+        zero_copy = sum(int(line.split("zero-copy ")[1].split()[0])
+                        for line in log.splitlines() if "body bytes zero-copy" in line)
+        self.assertGreater(zero_copy, len(body) * 9 // 10, log[-3000:])
+        self.assertEqual(log.count("receive buffers returned"), 2, log[-3000:])
+        self.assertNotIn("receive buffers not returned", log)
 
     # Proves PIPELINING: a whole transaction in one write gets its replies in order, with a
     # refused recipient in the middle, and the message is delivered once.
@@ -308,6 +380,74 @@ class SmtpTest(unittest.TestCase):
         messages = wait_mailbox(d, DEMO, 3)
         subjects = sorted(strip_received(m).split(b"\r\n", 1)[0] for m in messages.values())
         self.assertEqual(subjects, [b"Subject: run 0", b"Subject: run 1", b"Subject: run 2"])
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def new_user_per_shard(shards=2):
+    """One not-yet-configured address owned by each shard (routing.cc: crc32c % shards)."""
+    found = {}
+    for i in range(1000):
+        address = "late%d@example.test" % i
+        found.setdefault(crc32c(address.encode()) % shards, address)
+        if len(found) == shards:
+            return [found[s] for s in range(shards)]
+    raise RuntimeError("no address for every shard")
+
+
+class AccountReloadTest(unittest.TestCase):
+    finish = SmtpTest.finish
+
+    # Proves an account added with `ringpost user add` while the daemon runs is refused
+    # before SIGHUP and, after it, receives mail (on either shard, so both the owner-local
+    # and the cross-shard paths run) and logs in over POP3, all without a restart.
+    def test_user_add_then_sighup(self):
+        smtp_port, pop3_port = harness.free_ports(2)
+        text = smtp_config(smtp_port, extra="\n[auth]\nplaintext_loopback = true\n")
+        text += '\n[[pop3.listener]]\naddress = "127.0.0.1:%d"\nkind = "pop3"\n' % pop3_port
+        d = harness.Daemon(config_text=text, wait_ports=[smtp_port, pop3_port])
+        d.start()
+        self.addCleanup(self.finish, d)
+        users = new_user_per_shard()
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=30) as s:
+            s.ehlo("client.test")
+            s.mail("a@remote.test")
+            self.assertEqual(s.rcpt(users[0])[0], 550)
+        for user in users:
+            done = subprocess.run([harness.binary("ringpost"), "--config", d.config_path,
+                                   "user", "add", user], input=b"pw-" + user.encode() + b"\n",
+                                  capture_output=True, cwd=d.folder, timeout=60)
+            self.assertEqual(done.returncode, 0, done.stderr)
+        mark = len(d.log())
+        d.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while (d.log()[mark:].count("directory reloaded") < 2
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        self.assertEqual(d.log()[mark:].count("directory reloaded"), 2, d.log()[mark:])
+        # Several connections, so that both shards accept some of them.
+        for round_index in range(4):
+            with smtplib.SMTP("127.0.0.1", smtp_port, timeout=30) as s:
+                body = b"Subject: late %d\r\n\r\nhello\r\n" % round_index
+                self.assertEqual(s.sendmail("a@remote.test", users, body), {})
+        for user in users:
+            messages = wait_mailbox(d, user, 4)
+            self.assertEqual(len(messages), 4, user)
+            client = poplib.POP3("127.0.0.1", pop3_port, timeout=30)
+            client.user(user)
+            client.pass_("pw-" + user)
+            count, _ = client.stat()
+            self.assertEqual(count, 4)
+            self.assertIn(b"hello", b"\r\n".join(client.retr(1)[1]))
+            client.quit()
+        self.assertNotIn("failed", d.log()[mark:])
 
 
 if __name__ == "__main__":
