@@ -117,6 +117,29 @@ class BenchTlsAuth(unittest.TestCase):
         self.assertGreater(report["errors"].get("535 auth", 0), 0, report["errors"])
         self.assertEqual(report["latency_ms"]["auth"]["count"], 0)
 
+    # Proves --tls-ca turns verification on: the daemon's self-signed certificate is not
+    # signed by any CA of the system bundle, so every handshake fails and is counted; with
+    # the certificate itself as the trust anchor the handshake and the mail succeed.
+    def test_tls_ca_verification_fails(self):
+        bundle = "/etc/ssl/certs/ca-certificates.crt"
+        if not os.path.exists(bundle):
+            self.skipTest("no system CA bundle")
+        code, report, stderr = bench(
+            "smtp", "--port", str(self.smtps), "--tls", "--tls-ca", bundle, "--messages", "2",
+            "--max-errors", "2", "--reconnect-delay", "10ms", "--duration", "10s")
+        self.assertEqual(code, 1, stderr)
+        self.assertEqual(report["completed"], 0)
+        self.assertGreater(report["errors"].get("tls handshake", 0), 0, report["errors"])
+        self.assertEqual(report["latency_ms"]["tls"]["count"], 0)
+        # The daemon's own certificate as the trust anchor: verified, the mail goes through.
+        cert = os.path.join(self.daemon.folder, "tls", "cert.pem")
+        code, report, stderr = bench(
+            "smtp", "--port", str(self.smtps), "--tls", "--tls-ca", cert, "--messages", "2",
+            "--auth", "PLAIN", "--user", "demo@example.test", "--password", "demo", "--from",
+            "demo@example.test", "--duration", "10s")
+        self.assertEqual(code, 0, stderr + json.dumps(report))
+        self.assertEqual(report["completed"], 2)
+
     # Proves plain TCP against the TLS-only smtps port does not hang: the handshake never
     # comes, the per-reply timeout ends the run with an error.
     def test_no_tls_against_smtps_times_out(self):

@@ -9,8 +9,8 @@
 //   to QUIT). (IMAP): connect, tls, greeting, login, select, fetch (one FETCH command ->
 //   its tagged OK), flags (UID FETCH 1:* FLAGS -> tagged OK), logout, session.
 // Throughput counts messages retrieved (or, with --idle, sessions logged in); bytes are the
-//   message octets (POP3: after removing dot-stuffing is not needed to count, the terminator
-//   and the stuffing dots are not counted; IMAP: the literal octets).
+//   message octets (POP3: the data lines without the stuffing dots and the terminator;
+//   IMAP: the literal octets).
 // Errors: every unexpected response is counted under "<response> <step>" ("-ERR login",
 //   "NO select"); a connection failure under its label.
 #pragma once
