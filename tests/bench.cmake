@@ -1,5 +1,7 @@
-# tests: ringpost-bench. Unit tests of its histogram, options, reply reader and report; a
-# smoke run against Postfix's smtp-sink (or RP_BENCH_TARGET) so the tool cannot rot.
+# tests: ringpost-bench. Unit tests of its histogram, options, SMTP/POP3/IMAP readers and
+# report; a smoke run against Postfix's smtp-sink (or RP_BENCH_TARGET) so the tool cannot rot;
+# pop3/imap (bench_access) and relay (bench_relay, with dnsmasq) against the real ringpostd.
+# (bench_ringpostd, SMTP with TLS and AUTH, is registered in smtp_service.cmake.)
 rp_unit_test(bench_test
   SOURCES unit/bench_histogram_test.cc unit/bench_smtp_test.cc unit/bench_access_test.cc
   LIBS rp_bench_client)
