@@ -34,6 +34,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+if os.environ.get("RP_BUILD_DIR"):  # The daemons run in their own folders.
+    os.environ["RP_BUILD_DIR"] = os.path.abspath(os.environ["RP_BUILD_DIR"])
 import harness  # noqa: E402
 import test_relay  # noqa: E402
 from smtp_util import smtp_config, wait_for  # noqa: E402

@@ -6,6 +6,7 @@
 //   ringpost mailbox cat ACCOUNT MAILBOX [--data DIR]          (every message, with sizes)
 //   ringpost queue list | show ID                              (the relay's spool)
 //   ringpost queue flush | retry ID | delete ID                (daemon stopped)
+//   ringpost queue fill COUNT ADDRESS [BYTES]                  (benchmarks; daemon stopped)
 //   ringpost user add|passwd ADDRESS [--accounts FILE]         (password from stdin)
 //   ringpost user del ADDRESS | user list | user hash          (hash: print an argon2id hash)
 //
@@ -64,6 +65,7 @@ void usage() {
                  "       ringpost queue list | queue show ID [--data DIR]\n"
                  "       ringpost queue flush | queue retry ID | queue delete ID [--data DIR]  (daemon stopped)\n"
                  "       ringpost user add|passwd ADDRESS [--accounts FILE]  (password on stdin)\n"
+                 "       ringpost queue fill COUNT ADDRESS [BYTES] [--data DIR]  (benchmarks; daemon stopped)\n"
                  "       ringpost user del ADDRESS | user list | user hash [--accounts FILE]\n");
 }
 
@@ -707,6 +709,58 @@ int queue_change(const Args& args, bool all, bool remove) {
 int queue_flush(const Args& args) { return queue_change(args, true, false); }
 int queue_retry(const Args& args) { return queue_change(args, false, false); }
 int queue_delete(const Args& args) { return queue_change(args, false, true); }
+// For benchmarks (bench/relay_queue_memory.py): writes COUNT deferred messages of about
+// BYTES each (default 800), due in an hour, round-robin over the existing shards, through
+// the store API as ringpostd would. "%d" in ADDRESS becomes the message number.
+int queue_fill(const Args& args) {
+    if (args.words.size() < 2 || args.words.size() > 3) return usage(), 2;
+    const std::uint64_t count = std::strtoull(args.words[0].c_str(), nullptr, 10);
+    const std::uint64_t bytes = args.words.size() == 3 ? std::strtoull(args.words[2].c_str(), nullptr, 10) : 800;
+    const std::vector<int> ids = shard_ids(args);
+    if (count == 0 || bytes < 200 || bytes > (1u << 20) || ids.empty()) return usage(), 2;
+    std::vector<std::unique_ptr<Opened>> shards;
+    for (int shard : ids) {
+        shards.push_back(open_shard(args, shard, false));
+        if (!shards.back()) return 1;
+    }
+    const std::int64_t now = RealClock::instance().wall_seconds();
+    std::string filler(bytes, 'x');
+    for (std::size_t i = 0; i < filler.size(); i += 78) filler[i] = '\n';
+    for (std::uint64_t n = 0; n < count; ++n) {
+        Opened& o = *shards[n % shards.size()];
+        std::string address = args.words[1];
+        if (const auto at = address.find("%d"); at != std::string::npos) address.replace(at, 2, std::to_string(n));
+        std::string body = "From: <bench@example.test>\nTo: <" + address + ">\nSubject: queued " +
+                           std::to_string(n) + "\n\n";
+        // bounds: bytes >= 200 > the header; the body ends up `bytes` long.
+        body += std::string_view(filler).substr(0, bytes > body.size() ? bytes - body.size() : 0);
+        auto ref = o.store->body_put(std::as_bytes(std::span(body.data(), body.size())));
+        if (!ref) return std::fprintf(stderr, "ringpost: body: %s\n", std::string(status_name(ref.status())).c_str()), 1;
+        SpoolEntry e;
+        e.sender = "bench@example.test";
+        e.body = *ref;
+        e.body_bytes = body.size();
+        e.arrival = now;
+        e.client = "ringpost queue fill";
+        e.recipients.push_back({address, RcptState::deferred, now + 3600, 1, "451 4.4.1 queue fill"});
+        o.store->txn_begin();
+        auto id = o.store->spool_add(std::move(e));
+        if (!id) return std::fprintf(stderr, "ringpost: spool: %s\n", std::string(status_name(id.status())).c_str()), 1;
+        if (!o.store->txn_commit(nullptr)) return 1;
+        if (n % 4096 != 4095) continue;
+        for (auto& each : shards) {  // Bounded staging: a batch per 4096 messages.
+            Waits w;
+            if (flush(*each, w) != Status::ok) return std::fprintf(stderr, "ringpost: write failed\n"), 1;
+        }
+    }
+    for (auto& o : shards) {
+        Waits w;
+        if (flush(*o, w) != Status::ok) return std::fprintf(stderr, "ringpost: write failed\n"), 1;
+    }
+    std::printf("%llu messages queued\n", static_cast<unsigned long long>(count));
+    return 0;
+}
+
 
 struct Sub {
     const char* name;
@@ -721,7 +775,7 @@ const std::vector<Group> groups = {
     {"store", {{"check", store_check}, {"dump", store_dump}, {"stats", store_stats}, {"compact", store_compact}}},
     {"mailbox", {{"list", mailbox_list}, {"show", mailbox_show}, {"cat", mailbox_cat}}},
     {"queue", {{"list", queue_list}, {"show", queue_show}, {"flush", queue_flush}, {"retry", queue_retry},
-               {"delete", queue_delete}}},
+               {"delete", queue_delete}, {"fill", queue_fill}}},
     {"user", {{"add", user_add}, {"passwd", user_passwd}, {"del", user_del}, {"list", user_list},
               {"hash", user_hash}}},
 };
