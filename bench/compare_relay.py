@@ -183,10 +183,10 @@ postlog   unix-dgram n - n - 1 postlogd
 
 
 class Ringpostd:
-    def __init__(self, dns_port, sink_port):
+    def __init__(self, dns_port, sink_port, relay_extra=""):
         self.port, = harness.free_ports(1)
         extra = ("\n[dns]\nresolvers = [\"127.0.0.1:%d\"]\n\n[relay]\nport = %d\n"
-                 "retry_schedule_s = [5]\n" % (dns_port, sink_port))
+                 "retry_schedule_s = [5]\n%s" % (dns_port, sink_port, relay_extra))
         text = smtp_config(self.port, trusted=("127.0.0.1/32",), extra=extra)
         text = text.replace('log_level = "info"', 'log_level = "warn"')
         self.d = harness.Daemon(config_text=text, wait_ports=[self.port])
@@ -237,6 +237,8 @@ def main():
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--servers", default="ringpostd,postfix")
     p.add_argument("--timeout", type=float, default=600)
+    p.add_argument("--ringpostd-relay", default="",
+                   help="extra [relay] lines for ringpostd, e.g. 'deliveries_per_shard_max = 256'")
     a = p.parse_args()
     names = a.servers.split(",")
     # SIGTERM (Ctrl-C too) runs the clean-up below.
@@ -258,7 +260,8 @@ def main():
         started.append(sink)
         servers = {}
         for name in names:
-            server = Ringpostd(dns.port, sink_port) if name == "ringpostd" else \
+            server = Ringpostd(dns.port, sink_port, a.ringpostd_relay.replace("\\n", "\n") + "\n") \
+                if name == "ringpostd" else \
                 Postfix(folder, sink_port, a.domains)
             started.append(server)
             servers[name] = server
