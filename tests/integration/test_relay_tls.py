@@ -68,14 +68,17 @@ class RelayTlsTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.dns.stop()
 
-    def destination(self):
-        """A ringpostd for tls.test on 127.0.0.8 with STARTTLS."""
+    def destination(self, tls_files=None):
+        """A ringpostd for tls.test on 127.0.0.8 with STARTTLS (self-signed, or the given
+        (cert, key) files)."""
         text = harness.BASE_CONFIG.format(cores=1, sessions=64, per_ip=0, grace_ms=2000,
                                           log_level="info")
         text = text.replace('hostname = "mail.example.test"', 'hostname = "mx.tls.test"')
+        tls = ('cert_file = "tls/cert.pem"\nkey_file = "tls/key.pem"\nself_signed = true\n'
+               if tls_files is None else 'cert_file = "%s"\nkey_file = "%s"\n' % tls_files)
         text += ('\n[[domain]]\nname = "tls.test"\n\n[[user]]\naddress = "%s"\npassword = "x"\n'
-                 '\n[tls]\ncert_file = "tls/cert.pem"\nkey_file = "tls/key.pem"\nself_signed = true\n'
-                 '\n[[smtp.listener]]\naddress = "127.0.0.8:%d"\nkind = "mx"\n' % (BOB, self.port))
+                 '\n[tls]\n%s\n[[smtp.listener]]\naddress = "127.0.0.8:%d"\nkind = "mx"\n'
+                 % (BOB, tls, self.port))
         d = harness.Daemon(config_text=text)
         d.start()
         self.addCleanup(self.finish, d)
@@ -148,6 +151,32 @@ class RelayTlsTest(unittest.TestCase):
         self.assertEqual(wait_mailbox(remote, BOB, 1, timeout=1), {})
         self.assertEqual(sink.messages(), [])
         self.assertNotIn("status=sent", d.log())
+
+    # Proves tls = "verify" with a CA that signed the MX's certificate for its name: the
+    # mail goes out over TLS, verified (chain and host name mx.tls.test).
+    def test_verify_with_ca(self):
+        import subprocess
+        folder = tempfile.mkdtemp(prefix="ringpost-ca-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        f = lambda name: os.path.join(folder, name)  # noqa: E731
+
+        def openssl(*args):
+            subprocess.run(["openssl"] + list(args), check=True, capture_output=True, timeout=60)
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", f("ca.key"), "-out", f("ca.pem"), "-days", "2", "-subj", "/CN=ringpost test CA")
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", f("mx.key"), "-out", f("mx.csr"), "-subj", "/CN=mx.tls.test")
+        with open(f("ext"), "w") as ext:
+            ext.write("subjectAltName = DNS:mx.tls.test\nbasicConstraints = CA:FALSE\n")
+        openssl("x509", "-req", "-in", f("mx.csr"), "-CA", f("ca.pem"), "-CAkey", f("ca.key"),
+                "-CAcreateserial", "-out", f("mx.pem"), "-days", "2", "-extfile", f("ext"))
+        remote = self.destination(tls_files=(f("mx.pem"), f("mx.key")))
+        d = self.relay('tls = "verify"\ntls_ca_file = "%s"\n' % f("ca.pem"))
+        self.send(d, BOB, "verified")
+        inbox = wait_mailbox(remote, BOB, 1, timeout=30)
+        self.assertEqual(len(inbox), 1, d.log() + remote.log())
+        self.assertIn(b"with ESMTPS", list(inbox.values())[0][:400])
+        self.assertIn("relay: TLS TLSv1.3", d.log())
 
     # Proves the [dns] resolvers default: without the key, the nameservers come from
     # [dns] resolv_conf (here the test's own file naming the test's dnsmasq; the default
