@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <charconv>
+#include <map>
 #include <set>
 
 #include "core/limits.h"
@@ -48,6 +49,15 @@ public:
                 fail(listener.line, key + ".address",
                      listener.address + " is used by another listener");
             }
+            if (listener.cert_file.empty() != listener.key_file.empty()) {
+                fail(listener.line, key + ".cert_file", "needs both cert_file and key_file");
+            }
+            // One factory (and one TLS default) per kind: its listeners share a certificate.
+            auto [it, fresh] = listener_cert_.emplace(listener.kind, listener.cert_file);
+            if (!fresh && it->second != listener.cert_file) {
+                fail(listener.line, key + ".cert_file",
+                     "listeners of kind \"" + listener.kind + "\" must share one certificate");
+            }
             if (listener.kind == "smtps" || listener.kind == "pop3s" || listener.kind == "imaps") {
                 tls_needed_ = true;
                 tls_line_ = listener.line;
@@ -81,6 +91,15 @@ public:
             (s.tls.cert_file.empty() || s.tls.key_file.empty())) {
             fail(tls_line_, "tls.cert_file",
                  "a TLS listener needs tls.cert_file and tls.key_file (or tls.self_signed)");
+        }
+        for (const auto& certificate : s.tls.certificates) {
+            if (certificate.names.empty()) {
+                fail(certificate.line, "tls.certificates.names", "needs at least one name");
+            }
+            if (certificate.cert_file.empty() || certificate.key_file.empty()) {
+                fail(certificate.line, "tls.certificates.cert_file",
+                     "needs both cert_file and key_file");
+            }
         }
         if (s.smtp.line_bytes_max > limits::smtp_line_bytes_max) {
             fail(0, "smtp.line_bytes_max", "above the hard limit");
@@ -146,6 +165,7 @@ private:
     const Settings& settings_;
     std::string* error_;
     bool failed_ = false;
+    std::map<std::string, std::string> listener_cert_;  // Kind -> its cert_file.
     bool tls_needed_ = false;
     std::uint32_t tls_line_ = 0;
     std::set<std::string> addresses_;

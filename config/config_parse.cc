@@ -184,6 +184,8 @@ void read_listeners(Context& context, TableReader& reader, const std::string& se
         listener.line = line;
         item.string("address", listener.address);
         item.string("kind", listener.kind);
+        item.string("cert_file", listener.cert_file);
+        item.string("key_file", listener.key_file);
         item.finish();
         if (listener.address.empty()) {
             context.fail(line, section + ".listener.address", "missing");
@@ -288,6 +290,17 @@ void read_rest(Context& context, TableReader& root, Settings& s) {
         reader.string("ciphers", s.tls.ciphers);
         reader.integer("handshake_timeout_ms", s.tls.handshake_timeout_ms, 1, ms_max);
         reader.integer("ticket_lifetime_s", s.tls.ticket_lifetime_s, 0, 1800);
+        s.tls.certificates.clear();
+        reader.tables("certificates", [&](const toml::table& item_table, std::uint32_t line) {
+            TableReader item(context, item_table, "tls.certificates");
+            TlsCertificateSettings certificate;
+            certificate.line = line;
+            item.strings("names", certificate.names);
+            item.string("cert_file", certificate.cert_file);
+            item.string("key_file", certificate.key_file);
+            item.finish();
+            s.tls.certificates.push_back(std::move(certificate));
+        });
         reader.finish();
     }
     if (const toml::table* table = root.table("auth")) {
@@ -359,6 +372,16 @@ void resolve_paths(Settings& s) {
     if (s.server.log_target != "stderr") s.server.log_target = absolute_path(s.server.log_target);
     s.tls.cert_file = absolute_path(s.tls.cert_file);
     s.tls.key_file = absolute_path(s.tls.key_file);
+    for (auto& certificate : s.tls.certificates) {
+        certificate.cert_file = absolute_path(certificate.cert_file);
+        certificate.key_file = absolute_path(certificate.key_file);
+    }
+    for (auto* list : {&s.smtp.listeners, &s.pop3.listeners, &s.imap.listeners}) {
+        for (auto& listener : *list) {
+            listener.cert_file = absolute_path(listener.cert_file);
+            listener.key_file = absolute_path(listener.key_file);
+        }
+    }
     s.auth.accounts_file = absolute_path(s.auth.accounts_file);
 }
 

@@ -70,6 +70,18 @@ std::vector<std::pair<std::string, std::string>> settings_flatten(const Settings
     add("tls.ciphers", s.tls.ciphers);
     add("tls.handshake_timeout_ms", num(s.tls.handshake_timeout_ms));
     add("tls.ticket_lifetime_s", num(s.tls.ticket_lifetime_s));
+    std::vector<std::string> certificates;
+    for (const auto& certificate : s.tls.certificates) {
+        certificates.push_back(join(certificate.names) + " " + certificate.cert_file);
+    }
+    for (const auto* list : {&s.smtp.listeners, &s.pop3.listeners, &s.imap.listeners}) {
+        for (const auto& listener : *list) {
+            if (!listener.cert_file.empty()) {
+                certificates.push_back(listener.kind + " " + listener.cert_file);
+            }
+        }
+    }
+    add("tls.certificates", join(certificates));
     add("auth.accounts_file", s.auth.accounts_file);
     add("auth.plaintext_loopback", s.auth.plaintext_loopback ? "true" : "false");
     add("auth.failures_max", num(s.auth.failures_max));
@@ -109,6 +121,7 @@ bool settings_reloadable(const std::string& key) {
         "dns.timeout_ms",       "dns.attempts",              "relay.retry_schedule_s",
         "relay.max_lifetime_s", "relay.connect_timeout_ms",  "domain",
         "user",                 "tls.cert_file",             "tls.key_file",
+        "tls.certificates",
     };
     for (const char* name : reloadable) {
         if (key == name) return true;

@@ -16,6 +16,8 @@ struct ListenerSettings {
     std::string address;   // "127.0.0.1:25", "[::1]:25", "*:25".
     std::string kind;      // smtp: mx|submission|smtps; pop3: pop3|pop3s; imap: imap|imaps.
     std::uint32_t line = 0;  // Where it was defined, for messages.
+    std::string cert_file;   // TLS: this listener's own certificate (else [tls]'s default).
+    std::string key_file;
 };
 
 struct ServerSettings {
@@ -64,6 +66,14 @@ struct MailboxProtocolSettings {
     std::uint64_t idle_timeout_ms = 0;       // Set per protocol in the defaults below.
 };
 
+// [[tls.certificates]]: a certificate chosen by the client's SNI name (any listener).
+struct TlsCertificateSettings {
+    std::vector<std::string> names;          // "mail.example.net", "*.example.org".
+    std::string cert_file;
+    std::string key_file;
+    std::uint32_t line = 0;
+};
+
 struct TlsSettings {
     std::string cert_file;                   // PEM; empty with self_signed: made at start.
     std::string key_file;
@@ -72,6 +82,8 @@ struct TlsSettings {
     std::string ciphers;                     // OpenSSL-style list for wolfSSL; empty: default.
     std::uint64_t handshake_timeout_ms = 30'000;
     std::uint64_t ticket_lifetime_s = 1800;  // Session tickets (resumption); 0: off; <= 1800.
+                                             // Also how often the ticket key rotates.
+    std::vector<TlsCertificateSettings> certificates;  // By SNI name; the default is above.
 };
 
 struct AuthSettings {

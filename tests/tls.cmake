@@ -13,3 +13,7 @@ rp_fuzz_target(fuzz_sasl
   CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/sasl)
 
 rp_integration_test(integration_tls SCRIPT integration/test_tls.py LABELS tls)
+
+rp_unit_test(auth_scram_test
+  SOURCES unit/auth_scram_test.cc
+  LIBS rp_sasl)

@@ -9,6 +9,7 @@ packages=(
   libspdlog-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
   python3 openssl curl swaks ldnsutils dnsmasq-base postfix fetchmail isync
   dovecot-imapd dovecot-pop3d
+  gsasl sasl2-bin libsasl2-modules
 )
 
 missing=()

@@ -38,6 +38,7 @@
 #include "config/config_parse.h"
 #include "protocols/auth/account_db.h"
 #include "protocols/auth/password.h"
+#include "protocols/auth/scram.h"
 #include "storage/mail_store.h"
 #include "storage/segment.h"
 
@@ -523,9 +524,11 @@ int user_change(const Args& args, bool adding) {
     std::string password;
     if (!read_password(password)) return std::fprintf(stderr, "ringpost: empty password\n"), 1;
     auto hash = rp::auth::password_hash(password);
+    // SCRAM-SHA-256 keys next to the argon2id hash: SCRAM logins verify with HMACs only.
+    auto scram = rp::auth::scram_credential_make(password);
     std::fill(password.begin(), password.end(), '\0');
-    if (!hash) return std::fprintf(stderr, "ringpost: hashing failed\n"), 1;
-    if (db->put(address, *hash) != Status::ok) {
+    if (!hash || !scram) return std::fprintf(stderr, "ringpost: hashing failed\n"), 1;
+    if (db->put(address, *hash, rp::auth::scram_credential_format(*scram)) != Status::ok) {
         return std::fprintf(stderr, "ringpost: \"%s\" is not local@domain\n", address.c_str()), 1;
     }
     if (db->save(path, &error) != Status::ok) return std::fprintf(stderr, "ringpost: %s\n", error.c_str()), 1;

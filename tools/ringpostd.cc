@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -96,8 +97,19 @@ bool is_tls_kind(std::string_view kind) {
 
 // Reads the certificate and key (making a self-signed pair first if allowed and absent).
 // Blocking file I/O: start-up and the signal thread only.
-std::shared_ptr<const rp::tls::TlsMaterial> tls_material_load(const Settings& s,
-                                                              std::string* error) {
+// Reads one more certificate into `material` (SNI names or listener kinds set by the caller).
+bool tls_certificate_add(rp::tls::TlsMaterial& material, const std::string& cert_file,
+                         const std::string& key_file, std::string* error) {
+    auto certificate = rp::tls::certificate_load(cert_file, key_file, error);
+    if (!certificate) return false;
+    material.certificates.push_back(std::move(certificate.value()));
+    return true;
+}
+
+// The default certificate, then [[tls.certificates]] (by SNI name), then the listeners' own.
+// The session ticket keys are new; `previous_keys` (the running ones) still decrypt.
+std::shared_ptr<const rp::tls::TlsMaterial> tls_material_load(
+    const Settings& s, const rp::tls::TicketKeys* previous_keys, std::string* error) {
     if (s.tls.cert_file.empty() || s.tls.key_file.empty()) return nullptr;
     if (s.tls.self_signed && (access(s.tls.cert_file.c_str(), R_OK) != 0 ||
                               access(s.tls.key_file.c_str(), R_OK) != 0)) {
@@ -115,6 +127,27 @@ std::shared_ptr<const rp::tls::TlsMaterial> tls_material_load(const Settings& s,
     material->min_version = s.tls.min_version == "1.3" ? 13 : 12;
     material->ciphers = s.tls.ciphers;
     material->ticket_lifetime_s = static_cast<std::uint32_t>(s.tls.ticket_lifetime_s);
+    for (const auto& named : s.tls.certificates) {
+        if (!tls_certificate_add(*material, named.cert_file, named.key_file, error)) return nullptr;
+        material->certificates.back().server_names = named.names;
+    }
+    for (const auto* list : {&s.smtp.listeners, &s.pop3.listeners, &s.imap.listeners}) {
+        for (const auto& listener : *list) {
+            if (listener.cert_file.empty()) continue;
+            if (!tls_certificate_add(*material, listener.cert_file, listener.key_file, error)) {
+                return nullptr;
+            }
+            material->certificates.back().listener_kinds = {listener.kind};
+        }
+    }
+    if (material->ticket_lifetime_s > 0) {
+        auto keys = rp::tls::ticket_keys_rotate(previous_keys);
+        if (!keys) {
+            *error = "cannot make session ticket keys";
+            return nullptr;
+        }
+        material->ticket_keys = std::move(keys.value());
+    }
     // Validate once here, so that a bad file is reported before any shard uses it.
     auto context = rp::tls::TlsContext::create(*material, error);
     if (!context) {
@@ -320,13 +353,14 @@ Status shard_setup(rp::Shard& shard, Shared& shared) {
 void tls_auth_reload(rp::Engine& engine, Shared& shared, const Settings& next) {
     std::string error;
     if (shared.tls != nullptr) {
-        auto material = tls_material_load(next, &error);
+        auto material = tls_material_load(next, shared.tls->ticket_keys.get(), &error);
         if (material == nullptr) {
             rp::log::error("tls reload failed, keeping the running certificate: {}", error);
         } else {
             shared.tls = material;
             engine.run_on_all([material](rp::Shard& shard) { (void)shard_tls_apply(shard, material); });
-            rp::log::info("tls: certificate reloaded from {}", next.tls.cert_file);
+            rp::log::info("tls: certificate reloaded from {} ({} certificates), ticket key rotated",
+                          next.tls.cert_file, material->certificates.size());
         }
     }
     auto accounts = accounts_load(next, &error);
@@ -344,6 +378,23 @@ void tls_auth_reload(rp::Engine& engine, Shared& shared, const Settings& next) {
         local->logins->set_context(login_context(*all, *settings, accounts));
     });
     rp::log::info("auth: {} accounts", accounts->entries().size());
+}
+
+// Every ticket lifetime: a new ticket key for every shard (the old one still decrypts, so no
+// ticket dies before its lifetime). Same certificates; no file is read.
+void ticket_keys_rotate_all(rp::Engine& engine, Shared& shared) {
+    if (shared.tls == nullptr || shared.tls->ticket_keys == nullptr) return;
+    auto keys = rp::tls::ticket_keys_rotate(shared.tls->ticket_keys.get());
+    if (!keys) {
+        rp::log::error("tls: cannot make a new session ticket key; keeping the running one");
+        return;
+    }
+    auto material = std::make_shared<rp::tls::TlsMaterial>(*shared.tls);
+    material->ticket_keys = std::move(keys.value());
+    std::shared_ptr<const rp::tls::TlsMaterial> next = material;
+    shared.tls = next;
+    engine.run_on_all([next](rp::Shard& shard) { (void)shard_tls_apply(shard, next); });
+    rp::log::info("tls: session ticket key rotated");
 }
 
 void reload(rp::Engine& engine, const std::string& path,
@@ -406,7 +457,7 @@ int main(int argc, char** argv) {
     if (rp::log::init(settings->server.log_target, *level) != Status::ok) {
         return fail("cannot open log target " + settings->server.log_target);
     }
-    auto tls_material = tls_material_load(*settings, &error);
+    auto tls_material = tls_material_load(*settings, nullptr, &error);
     if (tls_material == nullptr && !error.empty()) {
         rp::log::shutdown();
         return fail(error);
@@ -466,13 +517,29 @@ int main(int argc, char** argv) {
     rp::log::info("ringpostd: {} shards, listening on{}", (*engine)->shard_count(), addresses);
 #endif
 
+    // The ticket key rotates every ticket lifetime (and on SIGHUP, which restarts the wait).
+    const auto rotation = std::chrono::seconds(
+        settings->tls.ticket_lifetime_s > 0 ? settings->tls.ticket_lifetime_s : 3600);
+    auto rotate_at = std::chrono::steady_clock::now() + rotation;
     for (;;) {
         siginfo_t info{};
-        int signal_number = sigwaitinfo(&signals, &info);
+        timespec wait{};
+        auto left = rotate_at - std::chrono::steady_clock::now();
+        if (left < std::chrono::seconds(1)) left = std::chrono::seconds(1);
+        wait.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(left).count();
+        int signal_number = sigtimedwait(&signals, &info, &wait);
+        if (signal_number < 0 && errno == EAGAIN) {
+            if (std::chrono::steady_clock::now() >= rotate_at) {
+                ticket_keys_rotate_all(**engine, shared);
+                rotate_at = std::chrono::steady_clock::now() + rotation;
+            }
+            continue;
+        }
         if (signal_number < 0) continue;  // EINTR.
         if (signal_number == SIGHUP) {
             rp::log::info("SIGHUP: reloading {}", config_path);
             reload(**engine, config_path, settings, shared);
+            rotate_at = std::chrono::steady_clock::now() + rotation;
             continue;
         }
         rp::log::info("{}: stopping", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "protocols/auth/password.h"
+#include "protocols/auth/scram.h"
 
 namespace rp::auth {
 namespace {
@@ -60,6 +61,15 @@ Result<AccountDb> AccountDb::load(const std::string& path, std::string* error) {
         }
         std::string address = lower(std::string_view(line).substr(0, tab));
         std::string credential = line.substr(tab + 1);
+        std::string scram;
+        if (std::size_t second = credential.find('\t'); second != std::string::npos) {
+            scram = credential.substr(second + 1);
+            credential.resize(second);
+            if (!scram_credential_parse(scram).ok()) {
+                *error = where + "the third field is not SCRAM-SHA-256 keys (RFC 5803)";
+                return Status::invalid;
+            }
+        }
         if (!address_valid(address)) {
             *error = where + "\"" + address + "\" is not local@domain";
             return Status::invalid;
@@ -68,6 +78,7 @@ Result<AccountDb> AccountDb::load(const std::string& path, std::string* error) {
             *error = where + "the credential is not an argon2id hash";
             return Status::invalid;
         }
+        if (!scram.empty()) db.scram_[address] = scram;
         db.entries_[address] = credential;
     }
     return db;
@@ -81,6 +92,10 @@ void AccountDb::add_config_users(const std::vector<config::UserSettings>& users)
             entries_[address] = user.password_hash;
         } else if (!user.password.empty()) {
             entries_[address] = std::string(plain_prefix) + user.password;
+            // A plaintext config password (demo, tests) can log in with SCRAM too. PBKDF2
+            // here runs at start-up and on SIGHUP, never on a core thread.
+            auto keys = scram_credential_make(user.password);
+            if (keys) scram_[address] = scram_credential_format(*keys);
         }
     }
 }
@@ -90,21 +105,38 @@ const std::string* AccountDb::find(std::string_view address) const {
     return it == entries_.end() ? nullptr : &it->second;
 }
 
-Status AccountDb::put(std::string_view address, std::string credential) {
+const std::string* AccountDb::find_scram(std::string_view address) const {
+    auto it = scram_.find(lower(address));
+    return it == scram_.end() ? nullptr : &it->second;
+}
+
+Status AccountDb::put(std::string_view address, std::string credential, std::string scram) {
     if (!address_valid(address) || !password_stored_valid(credential)) return Status::invalid;
-    entries_[lower(address)] = std::move(credential);
+    if (!scram.empty() && !scram_credential_parse(scram).ok()) return Status::invalid;
+    std::string key = lower(address);
+    entries_[key] = std::move(credential);
+    if (scram.empty()) {
+        scram_.erase(key);
+    } else {
+        scram_[key] = std::move(scram);
+    }
     return Status::ok;
 }
 
 Status AccountDb::remove(std::string_view address) {
+    scram_.erase(lower(address));
     return entries_.erase(lower(address)) > 0 ? Status::ok : Status::not_found;
 }
 
 Status AccountDb::save(const std::string& path, std::string* error) const {
-    std::string text = "# ringpost accounts: address<TAB>argon2id hash. Edit with `ringpost user`.\n";
+    std::string text =
+        "# ringpost accounts: address<TAB>argon2id hash[<TAB>SCRAM-SHA-256 keys]. "
+        "Edit with `ringpost user`.\n";
     for (const auto& [address, credential] : entries_) {
         if (credential.substr(0, plain_prefix.size()) == plain_prefix) continue;  // Config only.
-        text += address + "\t" + credential + "\n";
+        text += address + "\t" + credential;
+        if (auto it = scram_.find(address); it != scram_.end()) text += "\t" + it->second;
+        text += "\n";
     }
     std::string temporary = path + ".tmp";
     int fd = open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -4,8 +4,8 @@
 //   immutable in-memory table built from it and from the config's [[user]] entries.
 // Core: built at start-up and on SIGHUP (blocking file reads: never on a core thread), then
 //   only read; shards share it through a shared_ptr.
-// File format: one account per line, "address<TAB>credential" (credential as in
-//   password.h); lines starting with '#' and blank lines are ignored. Addresses are stored
+// File format: one account per line, "address<TAB>credential[<TAB>scram]" (credential as
+//   in password.h; scram: SCRAM-SHA-256 keys in RFC 5803 form, scram.h); lines starting with '#' and blank lines are ignored. Addresses are stored
 //   lowercased. The file is rewritten whole by `ringpost user`: written to a temporary file,
 //   fsynced, renamed over the old one, so a reader sees the old or the new file, never half.
 // Errors: load() names the file and line of the first bad entry.
@@ -38,15 +38,20 @@ public:
 
     // The stored credential, or null.
     const std::string* find(std::string_view address) const;
+    // The SCRAM-SHA-256 keys (RFC 5803 text), or null (an account made before SCRAM, or a
+    // config user without a plaintext password).
+    const std::string* find_scram(std::string_view address) const;
     const std::map<std::string, std::string>& entries() const { return entries_; }
 
     // For the tool: change the table, then save().
-    Status put(std::string_view address, std::string credential);  // exists: replaced.
+    // exists: replaced. `scram` may be empty (the account then has no SCRAM keys).
+    Status put(std::string_view address, std::string credential, std::string scram = {});
     Status remove(std::string_view address);                       // not_found
     [[nodiscard]] Status save(const std::string& path, std::string* error) const;
 
 private:
     std::map<std::string, std::string> entries_;  // Sorted: `user list` prints in order.
+    std::map<std::string, std::string> scram_;    // Address -> RFC 5803 text.
 };
 
 // Where the accounts file lives for these settings.

@@ -147,6 +147,7 @@ QueueId QueueId::from(std::string_view s) {
 
 Status SmtpHost::mail_check(const SmtpEnvelope& /*envelope*/) { return Status::ok; }
 Status SmtpHost::auth_begin(const SmtpAuthRequest& /*request*/) { return Status::unsupported; }
+std::string SmtpHost::auth_scram_keys(std::string_view /*user*/) { return {}; }
 
 SmtpServer::SmtpServer(const SmtpServerConfig& config, SmtpHost& host,
                        const SmtpSessionInfo& session)
@@ -396,7 +397,7 @@ void SmtpServer::do_helo(const SmtpCommand& command) {
     append_u64(out, config_.message_bytes_max);
     out.append("\r\n");
     if (tls_available_ && !tls_active_) out.append("250-STARTTLS\r\n");
-    if (auth_available_ && (tls_active_ || auth_plaintext_)) out.append("250-AUTH PLAIN LOGIN\r\n");
+    if (auth_available_ && (tls_active_ || auth_plaintext_)) out.append("250-AUTH PLAIN LOGIN SCRAM-SHA-256\r\n");
     out.append(
         "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n");
 }
@@ -582,18 +583,19 @@ void SmtpServer::do_auth(const SmtpCommand& command) {
     };
     const bool plain = equals(mechanism, "PLAIN");
     const bool login = equals(mechanism, "LOGIN");
-    if (!plain && !login) return reply(reply_auth_mechanism);
+    const bool scram = equals(mechanism, rp::auth::scram_mechanism);
+    if (!plain && !login && !scram) return reply(reply_auth_mechanism);
     if (!tls_active_ && !auth_plaintext_) return reply(reply_auth_need_tls);
     if (space != std::string_view::npos && initial.empty()) {
         counters_.syntax_errors++;
         return reply(reply_auth_base64);
     }
-    if (plain) {
+    if (plain || scram) {
         if (initial.empty()) {
-            auth_step_ = AuthStep::plain;
+            auth_step_ = plain ? AuthStep::plain : AuthStep::scram_first;
             return reply("334 ");
         }
-        return auth_plain(initial);
+        return plain ? auth_plain(initial) : scram_first(initial);
     }
     if (initial.empty()) {
         auth_step_ = AuthStep::login_user;
@@ -610,9 +612,19 @@ void SmtpServer::auth_continue(std::string_view line) {
     auth_step_ = AuthStep::none;
     if (line == "*") {
         auth_reset();
+        auth_pending_user_.clear();
         return reply(reply_auth_cancelled);
     }
     if (step == AuthStep::plain) return auth_plain(line);
+    if (step == AuthStep::scram_first) return scram_first(line);
+    if (step == AuthStep::scram_final) return scram_final(line);
+    if (step == AuthStep::scram_ack) {
+        // The client checked our signature (RFC 5802 3) and sends an empty response.
+        auth_user_ = auth_pending_user_;
+        auth_pending_user_.clear();
+        auth_reset();
+        return reply(reply_auth_ok);
+    }
     if (rp::auth::base64_decode(line, auth_scratch_) != Status::ok) {
         counters_.syntax_errors++;
         auth_reset();
@@ -675,8 +687,67 @@ void SmtpServer::auth_submit(std::string_view mechanism, std::string_view authzi
     reply(reply_auth_temporary);
 }
 
+// SCRAM step 1: client-first-message in, server-first-message out (a 334 challenge).
+void SmtpServer::scram_first(std::string_view response) {
+    if (rp::auth::base64_decode(response, auth_scratch_) != Status::ok) {
+        counters_.syntax_errors++;
+        auth_reset();
+        return reply(reply_auth_base64);
+    }
+    scram_ = std::make_unique<rp::auth::ScramServer>();
+    if (scram_->client_first(auth_scratch_) != Status::ok) {
+        counters_.syntax_errors++;
+        auth_reset();
+        return reply(reply_auth_malformed);
+    }
+    auto keys = rp::auth::scram_credential_parse(host_.auth_scram_keys(scram_->user()));
+    std::string challenge = scram_->server_first(keys ? &keys.value() : nullptr);
+    std::string encoded;
+    rp::auth::base64_encode(challenge, encoded);
+    output_.append("334 ").append(encoded).append("\r\n");
+    auth_step_ = AuthStep::scram_final;
+}
+
+// SCRAM step 2: client-final-message in; the verdict goes to the host like a password check.
+void SmtpServer::scram_final(std::string_view response) {
+    RP_ASSERT(scram_ != nullptr);
+    bool verified = false;
+    if (rp::auth::base64_decode(response, auth_scratch_) != Status::ok) {
+        counters_.syntax_errors++;
+        auth_reset();
+        return reply(reply_auth_base64);
+    }
+    if (scram_->client_final(auth_scratch_, &verified) != Status::ok) {
+        counters_.syntax_errors++;
+        auth_reset();
+        return reply(reply_auth_malformed);
+    }
+    SmtpAuthRequest request;
+    request.mechanism = rp::auth::scram_mechanism;
+    request.user = scram_->user();
+    request.verified = verified;
+    auth_pending_user_.assign(request.user);
+    const Status status = host_.auth_begin(request);
+    for (char& c : auth_scratch_) c = 0;
+    auth_scratch_.clear();
+    if (status == Status::ok) {
+        state_ = State::wait_auth;  // auth_done() sends the signature or the failure.
+        return;
+    }
+    auth_reset();
+    auth_pending_user_.clear();
+    if (status == Status::refused) {
+        reply_with_host("421 4.7.0", "Error: too many authentication failures");
+        state_ = State::closed;
+        return;
+    }
+    reply(reply_auth_temporary);
+}
+
 // Wipes what the exchange decoded (passwords).
 void SmtpServer::auth_reset() {
+    if (scram_ != nullptr) scram_->reset();
+    scram_.reset();
     for (char& c : auth_scratch_) c = 0;
     for (char& c : auth_login_name_) c = 0;
     auth_scratch_.clear();
@@ -688,6 +759,15 @@ void SmtpServer::auth_done(SmtpAuthOutcome outcome) {
     if (state_ == State::closed) return;
     RP_ASSERT(state_ == State::wait_auth);
     state_ = State::command;
+    if (outcome == SmtpAuthOutcome::success && scram_ != nullptr) {
+        // RFC 4954 4: success data goes in a 334; 235 follows the client's empty line.
+        std::string encoded;
+        rp::auth::base64_encode(scram_->server_final(), encoded);
+        output_.append("334 ").append(encoded).append("\r\n");
+        auth_step_ = AuthStep::scram_ack;
+        return;  // auth_pending_user_ stays until the ack.
+    }
+    auth_reset();
     switch (outcome) {
         case SmtpAuthOutcome::success:
             auth_user_ = auth_pending_user_;

@@ -49,7 +49,7 @@
 // not parse 501 and close (its chunk cannot be skipped). STARTTLS: 454 4.7.0 unless
 // session.tls_available.
 //
-// AUTH (RFC 4954; SASL PLAIN RFC 4616 and LOGIN): offered in EHLO only when auth_available
+// AUTH (RFC 4954; SASL PLAIN RFC 4616, LOGIN, and SCRAM-SHA-256 RFC 5802/7677): offered in EHLO only when auth_available
 // and (TLS is active or auth_plaintext); otherwise AUTH is 538 5.7.11. 503 5.5.1 without EHLO,
 // in a transaction or once authenticated; 504 5.5.4 unknown mechanism; 501 5.5.2 bad base64 or
 // a malformed response; 501 5.7.0 when the client cancels with "*". Valid credentials go to
@@ -57,6 +57,10 @@
 // 454 4.7.0, or 421 4.7.0 and close (too many failures from this client). With
 // config.auth_required, MAIL before AUTH is 530 5.7.0; with config.sender_login_match, a MAIL
 // FROM other than the authenticated address (or <>) is 553 5.7.1.
+// SCRAM-SHA-256: the server checks the proof itself against host.auth_scram_keys() (an unknown
+// user gets a fake salt and fails at the end); host.auth_begin() then sees the verdict
+// (request.verified), so failures are throttled like PLAIN. On success the server signature
+// goes out as a 334 challenge (RFC 4954 4: no data in 235); the client's empty line gets 235.
 //
 // Destroy the server only when wants_close() is true or after connection_lost() (the
 // destructor asserts that no message is open).
@@ -64,6 +68,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -71,6 +76,7 @@
 
 #include "core/limits.h"
 #include "core/result.h"
+#include "protocols/auth/scram.h"
 #include "protocols/common/data_decoder.h"
 #include "protocols/common/line_reader.h"
 #include "protocols/smtp/smtp_address.h"
@@ -102,10 +108,11 @@ struct SmtpSessionInfo {
 
 // Credentials from a SASL exchange, for SmtpHost::auth_begin. Views valid during the call.
 struct SmtpAuthRequest {
-    std::string_view mechanism;  // "PLAIN" or "LOGIN".
+    std::string_view mechanism;  // "PLAIN", "LOGIN" or "SCRAM-SHA-256".
     std::string_view authzid;    // PLAIN only; empty or equal to user.
     std::string_view user;
-    std::string_view password;
+    std::string_view password;   // Empty for SCRAM.
+    bool verified = false;       // SCRAM: the proof matched the stored keys.
 };
 
 enum class SmtpAuthOutcome : std::uint8_t {
@@ -202,6 +209,9 @@ public:
     // 454 4.7.0 now (Status::refused: 421 4.7.0 and close, the client is throttled).
     // Default: Status::unsupported.
     virtual Status auth_begin(const SmtpAuthRequest& request);
+    // The user's SCRAM-SHA-256 keys (RFC 5803 text), or empty (no such user or no keys).
+    // An in-memory lookup. Default: empty.
+    virtual std::string auth_scram_keys(std::string_view user);
 };
 
 // Which RFC 5321 4.5.3.2 timer the driver should have armed right now.
@@ -309,6 +319,8 @@ private:
     void auth_submit(std::string_view mechanism, std::string_view authzid, std::string_view user,
                      std::string_view password);
     void auth_reset();
+    void scram_first(std::string_view response);
+    void scram_final(std::string_view response);
     bool check_ready_for_data();
     Status begin_message();
     void emit_received_header();
@@ -341,12 +353,16 @@ private:
     bool tls_available_ = false;
     bool auth_available_ = false;
     bool auth_plaintext_ = false;
-    enum class AuthStep : std::uint8_t { none, plain, login_user, login_password };
+    enum class AuthStep : std::uint8_t {
+        none, plain, login_user, login_password, scram_first, scram_final, scram_ack
+    };
     AuthStep auth_step_ = AuthStep::none;
     std::string auth_user_;        // Authenticated address.
     std::string auth_scratch_;     // Decoded SASL bytes (wiped after use).
     std::string auth_login_name_;  // LOGIN: the user name, until the password comes.
     std::string auth_pending_user_;
+    // A SCRAM exchange in progress (only then allocated: sessions live in fixed slots).
+    std::unique_ptr<rp::auth::ScramServer> scram_;
     bool shutting_down_ = false;
     std::uint32_t error_count_ = 0;
 

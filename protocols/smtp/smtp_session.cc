@@ -287,6 +287,12 @@ public:
                 if (session != nullptr) static_cast<SmtpSession*>(session)->auth_verified(match);
             });
         };
+        if (request.mechanism == rp::auth::scram_mechanism) {
+            // The server checked the proof (HMACs, no hash pool): post the verdict, so it
+            // takes the same throttled path as a password check.
+            done(request.verified);
+            return Status::ok;
+        }
         Status status = context.pool->submit(stored != nullptr ? *stored : std::string(),
                                              std::string(request.password), std::move(done));
         if (status != Status::ok) {
@@ -295,6 +301,13 @@ public:
             return Status::full;  // 454 4.7.0: the pool is busy.
         }
         return Status::ok;
+    }
+
+    std::string auth_scram_keys(std::string_view user) override {
+        const AuthContext& context = factory_.auth();
+        const std::string* keys =
+            context.accounts != nullptr ? context.accounts->find_scram(user) : nullptr;
+        return keys != nullptr ? *keys : std::string();
     }
 
     // The helper thread's answer, on this shard's thread.

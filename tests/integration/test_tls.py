@@ -228,7 +228,7 @@ class TlsTest(unittest.TestCase):
             self.assertIn("CN = " + HOST, out)
             self.assertIn("Verify return code: 0 (ok)", out)
             self.assertIn("TLSv1.2" if version == "-tls1_2" else "TLSv1.3", out)
-            self.assertIn("250-AUTH PLAIN LOGIN", out)
+            self.assertIn("250-AUTH PLAIN LOGIN SCRAM-SHA-256", out)
 
     # Proves curl --ssl-reqd (STARTTLS) submits a message with AUTH.
     def test_curl(self):
@@ -319,7 +319,7 @@ class TlsTest(unittest.TestCase):
             lines.append(line)
             if line.startswith(b"250 "):
                 break
-        self.assertIn(b"250-AUTH PLAIN LOGIN\r\n", lines)
+        self.assertIn(b"250-AUTH PLAIN LOGIN SCRAM-SHA-256\r\n", lines)
         self.assertNotIn(b"250-STARTTLS\r\n", lines)
         tls.close()
 
@@ -374,6 +374,124 @@ class TlsTest(unittest.TestCase):
         self.assertNotIn(b"carol@example.test", tool("user", "list").stdout)
 
 
+def gsasl(port, ca, user, password):
+    """GNU SASL's client: SCRAM-SHA-256 over SMTP STARTTLS. (exit code, output)."""
+    done = subprocess.run(
+        ["gsasl", "--smtp", "--connect=127.0.0.1:%d" % port, "--starttls", "--x509-ca-file", ca,
+         "--hostname", HOST, "-m", "SCRAM-SHA-256", "-a", user, "-p", password, "--no-cb",
+         "--verbose"],
+        input=b"", capture_output=True, timeout=60)
+    return done.returncode, (done.stdout + done.stderr).decode(errors="replace")
+
+
+class ScramTest(unittest.TestCase):
+    """SCRAM-SHA-256 (RFC 5802/7677) for SMTP AUTH, with GNU SASL's client (gsasl)."""
+
+    @classmethod
+    def setUpClass(cls):
+        if shutil.which("gsasl") is None:
+            raise unittest.SkipTest("gsasl not installed (tools/deps.sh)")
+        cls.pki = tempfile.mkdtemp(prefix="ringpost-pki-")
+        make_ca(cls.pki)
+        cls.ca = os.path.join(cls.pki, "ca.pem")
+        cls.cert, cls.key = make_cert(cls.pki, "server", HOST)
+        cls.ports = harness.free_ports(3)
+        cls.d = harness.Daemon(config_text=tls_config(cls.ports, cls.cert, cls.key),
+                               wait_ports=cls.ports)
+        cls.d.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.d.stop()
+        log = cls.d.log()
+        cls.d.__exit__(None, None, None)
+        shutil.rmtree(cls.pki, ignore_errors=True)
+        if code != 0:
+            raise AssertionError("ringpostd exit code %r\n%s" % (code, log))
+
+    def tool(self, *args, password=None):
+        return subprocess.run([harness.binary("ringpost"), "--config", self.d.config_path]
+                              + list(args), input=password, capture_output=True,
+                              cwd=self.d.folder, timeout=60)
+
+    # Proves gsasl logs in with SCRAM-SHA-256 over STARTTLS (the config user's keys), checks
+    # our server signature, and a wrong password is refused (535).
+    def test_gsasl_scram_login(self):
+        code, out = gsasl(self.ports[1], self.ca, DEMO, "demo")
+        self.assertEqual(code, 0, out)
+        self.assertIn("235", out)
+        self.assertIn("SCRAM-SHA-256", out)
+        code, out = gsasl(self.ports[1], self.ca, DEMO, "wrong")
+        self.assertNotEqual(code, 0, out)
+        self.assertIn("535", out)
+        code, out = gsasl(self.ports[1], self.ca, "nobody@example.test", "x")
+        self.assertNotEqual(code, 0, out)
+        self.assertIn("535", out)
+
+    # Proves `ringpost user add` stores SCRAM keys that match GNU SASL's own derivation
+    # (gsasl --mkpasswd with the same salt and count), and the new account logs in with
+    # SCRAM after SIGHUP; the SMTP transcript offers the mechanism only after STARTTLS.
+    def test_user_add_scram_keys(self):
+        address = "dave@example.test"
+        self.assertEqual(self.tool("user", "add", address, password=b"pw-dave\n").returncode, 0)
+        self.addCleanup(self.tool, "user", "del", address)
+        accounts = os.path.join(self.d.folder, "data", "accounts")
+        with open(accounts) as f:
+            line = [l for l in f.read().splitlines() if l.startswith(address + "\t")][0]
+        scram = line.split("\t")[2]
+        # RFC 5803: SCRAM-SHA-256$<count>:<salt>$<StoredKey>:<ServerKey>
+        head, keys = scram.split("$")[1:]
+        count, salt = head.split(":")
+        stored, server = keys.split(":")
+        derived = subprocess.run(
+            ["gsasl", "--mkpasswd", "--mechanism", "SCRAM-SHA-256", "--password", "pw-dave",
+             "--salt", salt, "--iteration-count", count], capture_output=True, timeout=60,
+            check=True).stdout.decode().strip()
+        self.assertEqual(derived, "{SCRAM-SHA-256}%s,%s,%s,%s" % (count, salt, stored, server))
+        mark = len(self.d.log())
+        self.d.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "auth:" not in self.d.log()[mark:] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # run_on_all reaches the shards; bounded.
+        code, out = gsasl(self.ports[1], self.ca, address, "pw-dave")
+        self.assertEqual(code, 0, out)
+        raw = Raw(self.ports[1])
+        self.assertEqual(raw.reply()[0], 220)
+        code, lines = raw.command("EHLO client.test")
+        self.assertFalse(any("SCRAM" in l for l in lines), lines)
+        code, lines = raw.command("AUTH SCRAM-SHA-256 " + base64.b64encode(b"n,,n=x,r=abc").decode())
+        self.assertEqual(code, 538, lines)
+        raw.close()
+
+    # Proves bad SCRAM input gets 501 5.5.2 (bad base64, a malformed client-first, a final
+    # message with the wrong nonce) and "*" cancels with 501; the session goes on.
+    def test_scram_malformed(self):
+        s = smtplib.SMTP("127.0.0.1", self.ports[1], timeout=30)
+        s.ehlo(HOST)
+        s.starttls(context=client_context(self.ca))
+        s.ehlo(HOST)
+        self.assertIn("SCRAM-SHA-256", s.esmtp_features["auth"])
+        code, text = s.docmd("AUTH", "SCRAM-SHA-256 not*base64")
+        self.assertEqual((code, text[:5]), (501, b"5.5.2"))
+        code, text = s.docmd("AUTH", "SCRAM-SHA-256 " + base64.b64encode(b"p=tls-unique,,n=a,r=b").decode())
+        self.assertEqual((code, text[:5]), (501, b"5.5.2"))
+        code, text = s.docmd("AUTH", "SCRAM-SHA-256 " + base64.b64encode(b"n,,n=%s,r=abc" % DEMO.encode()).decode())
+        self.assertEqual(code, 334, text)
+        challenge = base64.b64decode(text).decode()
+        self.assertTrue(challenge.startswith("r=abc"), challenge)
+        self.assertIn(",i=4096", challenge)
+        final = b"c=biws,r=abcWRONG,p=" + base64.b64encode(b"\0" * 32)
+        code, text = s.docmd(base64.b64encode(final).decode())
+        self.assertEqual((code, text[:5]), (501, b"5.5.2"))
+        code, text = s.docmd("AUTH", "SCRAM-SHA-256")
+        self.assertEqual(code, 334, text)
+        code, text = s.docmd("*")
+        self.assertEqual(code, 501, text)
+        self.assertEqual(s.noop()[0], 250)
+        s.close()
+
+
 class TlsReloadTest(unittest.TestCase):
     # Proves SIGHUP reloads the certificate: new handshakes present the new one while a
     # session opened before the reload goes on working.
@@ -419,6 +537,152 @@ class TlsReloadTest(unittest.TestCase):
             self.assertEqual(peer_common_name(before.sock), HOST)
             before.quit()
             self.assertEqual(d.stop(), 0)
+
+
+def s_client(port, *args, starttls=False, data=b"QUIT\r\n"):
+    """openssl s_client against 127.0.0.1:port; its stdout."""
+    command = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-ign_eof"]
+    if starttls:
+        command += ["-starttls", "smtp"]
+    done = subprocess.run(command + list(args), input=data, capture_output=True, timeout=30)
+    return done.stdout.decode(errors="replace")
+
+
+def subject_cn(out):
+    """The CN of the server certificate in s_client output ("subject=CN = x")."""
+    for line in out.splitlines():
+        if line.startswith("subject=") and "CN" in line:
+            return line.split("CN", 1)[1].lstrip(" =").split(",")[0].strip()
+    return None
+
+
+class TlsSniAndTicketsTest(unittest.TestCase):
+    """One daemon (2 shards): a default certificate, one chosen by SNI ([[tls.certificates]]),
+    and a submission listener with its own certificate."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = tempfile.mkdtemp(prefix="ringpost-pki-")
+        make_ca(cls.pki)
+        cls.ca = os.path.join(cls.pki, "ca.pem")
+        cls.cert, cls.key = make_cert(cls.pki, "default", HOST)
+        cls.other_cert, cls.other_key = make_cert(cls.pki, "other", "mx.other.test")
+        cls.submit_cert, cls.submit_key = make_cert(cls.pki, "submit", "submit.example.test")
+        cls.renamed_cert, cls.renamed_key = make_cert(cls.pki, "renamed", "mx2.other.test")
+        cls.named = os.path.join(cls.pki, "named.pem"), os.path.join(cls.pki, "named.key")
+        shutil.copy(cls.other_cert, cls.named[0])
+        shutil.copy(cls.other_key, cls.named[1])
+        cls.ports = harness.free_ports(3)
+        cls.mx, cls.submission, cls.smtps = cls.ports
+        text = tls_config(cls.ports, cls.cert, cls.key,
+                          '\n[[tls.certificates]]\nnames = ["mx.other.test", "*.other.test"]\n'
+                          'cert_file = "%s"\nkey_file = "%s"\n' % cls.named)
+        # The submission listener's own certificate.
+        text = text.replace('kind = "submission"\n', 'kind = "submission"\ncert_file = "%s"\n'
+                            'key_file = "%s"\n' % (cls.submit_cert, cls.submit_key))
+        cls.d = harness.Daemon(config_text=text, wait_ports=cls.ports)
+        cls.d.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.d.stop()
+        log = cls.d.log()
+        cls.d.__exit__(None, None, None)
+        shutil.rmtree(cls.pki, ignore_errors=True)
+        if code != 0:
+            raise AssertionError("ringpostd exit code %r\n%s" % (code, log))
+
+    # Proves SNI selection with openssl s_client -servername: the named certificate for its
+    # names (exact and wildcard), the default for an unknown name or none, and a listener's
+    # own certificate as that listener's default (STARTTLS on submission).
+    def test_sni_picks_certificate(self):
+        cases = [
+            (self.smtps, False, ["-servername", "mx.other.test"], "mx.other.test"),
+            (self.smtps, False, ["-servername", "a.other.test"], "mx.other.test"),
+            (self.smtps, False, ["-servername", "unknown.test"], HOST),
+            (self.smtps, False, ["-noservername"], HOST),
+            (self.mx, True, ["-servername", "mx.other.test"], "mx.other.test"),
+            (self.mx, True, ["-servername", HOST], HOST),
+            (self.submission, True, ["-servername", "unknown.test"], "submit.example.test"),
+            (self.submission, True, ["-noservername"], "submit.example.test"),
+            (self.submission, True, ["-servername", "mx.other.test"], "mx.other.test"),
+        ]
+        for port, starttls, args, expected in cases:
+            for version in ("-tls1_3", "-tls1_2"):
+                out = s_client(port, version, "-CAfile", self.ca, *args, starttls=starttls)
+                self.assertEqual(subject_cn(out), expected, (port, args, version, out[-600:]))
+                self.assertIn("Verify return code: 0 (ok)", out)
+
+    # Proves session tickets resume whichever shard the reconnect lands on (2 shards,
+    # SO_REUSEPORT spreads the 12 reconnects), for TLS 1.3 and 1.2, and after SIGHUP (the
+    # key rotates; the previous key still decrypts).
+    def test_tickets_resume_across_shards(self):
+        sessions = {}
+        for version in ("-tls1_3", "-tls1_2"):
+            session = sessions[version] = os.path.join(self.pki, "session%s.pem" % version)
+            out = s_client(self.smtps, version, "-CAfile", self.ca, "-sess_out", session)
+            self.assertIn("New, TLSv1", out)
+            self.assertTrue(os.path.getsize(session) > 0)
+            results = []
+            for _ in range(12):
+                out = s_client(self.smtps, version, "-CAfile", self.ca, "-sess_in", session)
+                results.append("Reused, TLSv1" in out)
+            self.assertEqual(results, [True] * 12, version)
+        mark = len(self.d.log())
+        self.d.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "ticket key rotated" not in self.d.log()[mark:] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn("ticket key rotated", self.d.log()[mark:])
+        time.sleep(0.5)  # run_on_all reaches both shards; bounded.
+        for version, session in sessions.items():
+            for _ in range(4):
+                out = s_client(self.smtps, version, "-CAfile", self.ca, "-sess_in", session)
+                self.assertIn("Reused, TLSv1", out, version)
+
+    # Proves garbage session data from a client is a full handshake, not a failure.
+    def test_unknown_ticket_is_full_handshake(self):
+        out = s_client(self.smtps, "-tls1_3", "-CAfile", self.ca, "-servername", HOST)
+        self.assertIn("New, TLSv1.3", out)
+
+    # Proves SIGHUP reloads a named certificate: new handshakes for that name see the new
+    # one while a session opened before goes on.
+    def test_named_certificate_reload(self):
+        context = ssl.create_default_context(cafile=self.ca)
+        sock = socket.create_connection(("127.0.0.1", self.smtps), timeout=30)
+        context.check_hostname = False
+        tls = context.wrap_socket(sock, server_hostname="mx.other.test")
+        self.assertEqual(peer_common_name(tls), "mx.other.test")
+        f = tls.makefile("rb")
+        self.assertTrue(f.readline().startswith(b"220"))
+        shutil.copy(self.renamed_cert, self.named[0])
+        shutil.copy(self.renamed_key, self.named[1])
+        self.addCleanup(shutil.copy, self.other_key, self.named[1])
+        self.addCleanup(shutil.copy, self.other_cert, self.named[0])
+        mark = len(self.d.log())
+        self.d.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "certificate reloaded" not in self.d.log()[mark:] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen = None
+        for _ in range(20):
+            seen = subject_cn(s_client(self.smtps, "-CAfile", self.ca, "-servername", "mx.other.test"))
+            if seen == "mx2.other.test":
+                break
+            time.sleep(0.1)
+        self.assertEqual(seen, "mx2.other.test")
+        tls.sendall(b"NOOP\r\n")
+        self.assertTrue(f.readline().startswith(b"250"))
+        tls.close()
+        # Put the first certificate back for the other tests (cleanups run after).
+        shutil.copy(self.other_cert, self.named[0])
+        shutil.copy(self.other_key, self.named[1])
+        mark = len(self.d.log())
+        self.d.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "certificate reloaded" not in self.d.log()[mark:] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
 
 
 if __name__ == "__main__":

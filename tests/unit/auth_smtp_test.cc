@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "protocols/auth/sasl.h"
+#include "protocols/auth/scram.h"
 #include "protocols/smtp/smtp_server.h"
 
 namespace rp::smtp {
@@ -31,8 +32,16 @@ struct Host final : SmtpHost {
     Status auth_begin(const SmtpAuthRequest& request) override {
         users.emplace_back(request.user);
         passwords.emplace_back(request.password);
+        mechanisms.emplace_back(request.mechanism);
+        verified.push_back(request.verified);
         return begin_status;
     }
+    std::string auth_scram_keys(std::string_view user) override {
+        return user == "user" ? scram_keys : std::string();
+    }
+    std::vector<std::string> mechanisms;
+    std::vector<bool> verified;
+    std::string scram_keys;
     std::string body;
     bool ended = false;
 };
@@ -92,7 +101,7 @@ TEST(SmtpAuth, OnlyAfterTls) {
     EXPECT_EQ(f.send("STARTTLS\r\n").substr(0, 3), "220");
     EXPECT_TRUE(f.server->waiting_for_tls());
     f.server->tls_started();
-    EXPECT_NE(f.send("EHLO c\r\n").find("250-AUTH PLAIN LOGIN\r\n"), std::string::npos);
+    EXPECT_NE(f.send("EHLO c\r\n").find("250-AUTH PLAIN LOGIN SCRAM-SHA-256\r\n"), std::string::npos);
 }
 
 // Proves AUTH PLAIN with an initial response goes to the host, pauses, and 235 follows;
@@ -181,6 +190,45 @@ TEST(SmtpAuth, MxNeedsNoAuth) {
     f.send("EHLO c\r\n");
     EXPECT_EQ(f.send("MAIL FROM:<x@remote.test>\r\n").substr(0, 3), "250");
     EXPECT_EQ(f.send("RCPT TO:<y@elsewhere.test>\r\n").substr(0, 3), "554");
+}
+
+std::string b64(std::string_view text) {
+    std::string out;
+    auth::base64_encode(text, out);
+    return out;
+}
+
+// Proves the SCRAM-SHA-256 exchange in SMTP: the 334 challenge carries the client nonce,
+// the stored salt and count; a wrong proof reaches the host as not verified (the host's
+// verdict: 535); an unknown user gets a challenge too; a proof for another nonce is 501.
+TEST(SmtpAuth, ScramExchange) {
+    Fixture f;
+    auto keys = auth::scram_credential_derive("pencil", "salt-bytes", 4096);
+    ASSERT_TRUE(keys.ok());
+    f.host.scram_keys = auth::scram_credential_format(*keys);
+    f.send("EHLO c\r\n");
+    std::string challenge = f.send("AUTH SCRAM-SHA-256 " + b64("n,,n=user,r=abc") + "\r\n");
+    ASSERT_EQ(challenge.substr(0, 4), "334 ");
+    std::string decoded;
+    ASSERT_EQ(auth::base64_decode(challenge.substr(4, challenge.size() - 6), decoded), Status::ok);
+    EXPECT_EQ(decoded.rfind("r=abc", 0), 0u);
+    EXPECT_NE(decoded.find(",s=" + b64("salt-bytes") + ",i=4096"), std::string::npos) << decoded;
+    std::string nonce = decoded.substr(2, decoded.find(',') - 2);
+    std::string final = "c=biws,r=" + nonce + ",p=" + b64(std::string(32, 'x'));
+    EXPECT_EQ(f.send(b64(final) + "\r\n"), "");  // Waiting for the host.
+    ASSERT_EQ(f.host.mechanisms.size(), 1u);
+    EXPECT_EQ(f.host.mechanisms[0], "SCRAM-SHA-256");
+    EXPECT_EQ(f.host.users[0], "user");
+    EXPECT_FALSE(f.host.verified[0]);
+    f.server->auth_done(SmtpAuthOutcome::bad);
+    EXPECT_EQ(f.out().substr(0, 9), "535 5.7.8");
+    challenge = f.send("AUTH SCRAM-SHA-256 " + b64("n,,n=nobody,r=xyz") + "\r\n");
+    EXPECT_EQ(challenge.substr(0, 4), "334 ");
+    EXPECT_EQ(f.send(b64("c=biws,r=other,p=" + b64(std::string(32, 'x'))) + "\r\n").substr(0, 9),
+              "501 5.5.2");
+    EXPECT_EQ(f.send("AUTH SCRAM-SHA-256 " + b64("p=tls-unique,,n=user,r=a") + "\r\n").substr(0, 9),
+              "501 5.5.2");
+    EXPECT_EQ(f.send("NOOP\r\n").substr(0, 3), "250");
 }
 
 }  // namespace
