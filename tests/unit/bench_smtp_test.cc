@@ -153,5 +153,18 @@ TEST(BenchReport, Json) {
     EXPECT_NE(text.find("451 rcpt: 2"), std::string::npos) << text;
 }
 
+// Proves a step the run never took (no samples) stays in the JSON but not in the table.
+TEST(BenchReport, EmptyStepOnlyInJson) {
+    RunReport report;
+    report.protocol = "smtp";
+    report.steps.push_back({"tls", "handshake", {}});
+    report.steps.push_back({"accept", "dot to 250", {}});
+    report.steps[1].latency_ns.record(5000);
+    const std::string text = format_text(report);
+    EXPECT_EQ(text.find("tls"), std::string::npos) << text;
+    EXPECT_NE(text.find("accept"), std::string::npos) << text;
+    EXPECT_NE(format_json(report).find("\"tls\":{\"count\":0"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace rp::bench

@@ -77,14 +77,17 @@ std::string format_text(const RunReport& report) {
     if (!report.counters.empty()) out += "\n";
     out += format("%-10s %9s %9s %9s %9s %9s %9s %9s\n", "latency ms", "count", "mean", "p50",
                   "p90", "p99", "p99.9", "max");
+    // The table leaves out steps this run never took (tls without --tls...); JSON keeps them.
     for (const StepReport& step : report.steps) {
         const Histogram& h = step.latency_ns;
+        if (h.count() == 0) continue;
         out += format("%-10s %9llu %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f\n", step.name.c_str(),
                       static_cast<unsigned long long>(h.count()), h.mean() / 1e6,
                       ms(h.percentile(50)), ms(h.percentile(90)), ms(h.percentile(99)),
                       ms(h.percentile(99.9)), ms(h.max()));
     }
     for (const StepReport& step : report.steps) {
+        if (step.latency_ns.count() == 0) continue;
         out += "  " + step.name + ": " + step.description + "\n";
     }
     if (report.errors.empty()) {
