@@ -3,19 +3,36 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 
 #include <algorithm>
 #include <cstring>
-#include <mutex>
 
 #include "core/assert.h"
 
 namespace rp::bench {
 namespace {
 
+// wolfSSL_Init once, and wolfSSL_Cleanup at exit (its global state: RNG, session cache).
+struct Library {
+    Library() { wolfSSL_Init(); }
+    ~Library() { wolfSSL_Cleanup(); }
+};
+
+// With FP_ECC (Debian's build) wolfCrypt keeps a per-thread fixed-point cache that only
+// wc_ecc_fp_free on the same thread frees; every bench thread that handshakes fills it.
+struct ThreadEcc {
+    ~ThreadEcc() {
+#ifdef FP_ECC
+        wc_ecc_fp_free();
+#endif
+    }
+};
+
 void tls_init_once() {
-    static std::once_flag once;
-    std::call_once(once, [] { wolfSSL_Init(); });
+    static Library library;
+    thread_local ThreadEcc ecc;
+    (void)ecc;
 }
 
 }  // namespace
@@ -48,6 +65,7 @@ ClientTlsContext::~ClientTlsContext() {
 
 std::unique_ptr<ClientTls> ClientTls::create(const ClientTlsContext& context,
                                              std::string_view server_name) {
+    tls_init_once();  // The handshake runs on this thread: its ECC cache is freed at exit.
     std::unique_ptr<ClientTls> tls(new ClientTls());
     tls->ssl_ = wolfSSL_new(context.native());
     if (tls->ssl_ == nullptr) return nullptr;
