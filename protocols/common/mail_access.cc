@@ -27,6 +27,8 @@ bool mutation(AccessOp op) {
         case AccessOp::create:
         case AccessOp::rename:
         case AccessOp::remove:
+        case AccessOp::subscribe:
+        case AccessOp::unsubscribe:
             return true;
         default:
             return false;
@@ -388,6 +390,7 @@ void MailAccess::execute(std::unique_ptr<AccessJob> job) {
             reply.status = list.status();
             if (!list) break;
             reply.mailboxes = std::move(list.value());
+            reply.subscriptions = store.subscriptions(r.account);
             if (!r.counts) break;
             reply.mailbox_counts.reserve(reply.mailboxes.size());
             for (const storage::MailboxInfo& info : reply.mailboxes) {
@@ -576,6 +579,10 @@ bool MailAccess::execute_mutation(AccessJob& job) {
             break;
         case AccessOp::remove:
             status = store.mailbox_delete(r.account, r.mailbox);
+            break;
+        case AccessOp::subscribe:
+        case AccessOp::unsubscribe:
+            status = store.mailbox_subscribe(r.account, r.mailbox, r.op == AccessOp::subscribe);
             break;
         default:
             RP_ASSERT(false);

@@ -10,8 +10,9 @@
 //   what it touches: a cross-core message (Shard::post) when that is another shard, a
 //   Reactor::defer when it is this one, so callers have one code path: the reply ALWAYS
 //   arrives later, on the client's shard, through AccessHandler::access_done().
-// Durability: flags_set, expunge, append, copy, move, create, rename and remove reply only
-//   once the store made the change durable (DurableDone after the group commit).
+// Durability: flags_set, expunge, append, copy, move, create, rename, remove, subscribe and
+//   unsubscribe reply only once the store made the change durable (DurableDone after the
+//   group commit).
 // Locks: open with `exclusive` takes the mailbox's lock on its owner (POP3: one session per
 //   maildrop); a second exclusive open gets Status::busy. The lock is released by the
 //   client's destructor (or by an open reply that finds its client gone).
@@ -76,6 +77,8 @@ enum class AccessOp : std::uint8_t {
     create,
     rename,     // mailbox -> target
     remove,     // Delete a mailbox.
+    subscribe,  // IMAP SUBSCRIBE of the name in `mailbox` (need not exist).
+    unsubscribe,
     unlock,     // Fire and forget (no reply).
     unwatch,    // Fire and forget (no reply).
 };
@@ -133,6 +136,7 @@ struct AccessReply {
     MailboxCounts counts;                            // status with request.counts.
     std::vector<storage::MailboxInfo> mailboxes;     // list.
     std::vector<MailboxCounts> mailbox_counts;       // list with request.counts (same order).
+    std::vector<std::string> subscriptions;          // list: subscribed names, sorted.
     storage::BodyHandle body;                        // body_open.
     std::uint64_t modseq = 0;                        // flags_set, expunge.
     // flags_set: the messages changed, with their new flags and keywords (only `messages`

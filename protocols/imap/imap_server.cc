@@ -208,14 +208,14 @@ ImapServer::~ImapServer() { RP_ASSERT(!append_open_); }
 
 void ImapServer::out(std::string_view text) {
     if (state_ == State::closed) return;
-    if (output_.empty() || output_.back().has_stream) output_.emplace_back();
+    if (output_head_ == output_.size() || output_.back().has_stream) output_.emplace_back();
     output_.back().text.append(text);
     output_bytes_ += text.size();
 }
 
 void ImapServer::out_stream(const ImapStreamPiece& piece) {
     if (state_ == State::closed) return;
-    RP_ASSERT(!output_.empty());
+    RP_ASSERT(output_head_ < output_.size());
     RP_ASSERT(!output_.back().has_stream);
     output_.back().has_stream = true;
     output_.back().stream = piece;
@@ -223,8 +223,8 @@ void ImapServer::out_stream(const ImapStreamPiece& piece) {
 }
 
 void ImapServer::take_output(std::string& out_text) {
-    if (output_.empty()) return;
-    OutChunk& c = output_.front();
+    if (output_head_ == output_.size()) return;
+    OutChunk& c = output_[output_head_];
     output_bytes_ -= c.text.size();
     if (out_text.empty()) {
         out_text.swap(c.text);
@@ -232,20 +232,35 @@ void ImapServer::take_output(std::string& out_text) {
         out_text.append(c.text);
     }
     c.text.clear();
-    if (!c.has_stream) output_.pop_front();
+    if (!c.has_stream) output_pop();
 }
 
-bool ImapServer::has_output() const { return !output_.empty(); }
+// The output is a vector read from output_head_: nothing is allocated while a session has
+// nothing to say (a deque would hold a block per idle session), and it is given back once
+// all of it was taken.
+void ImapServer::output_pop() {
+    RP_ASSERT(output_head_ < output_.size());
+    ++output_head_;
+    if (output_head_ < output_.size()) return;
+    output_head_ = 0;
+    if (output_.capacity() > 8) {
+        std::vector<OutChunk>().swap(output_);
+    } else {
+        output_.clear();
+    }
+}
+
+bool ImapServer::has_output() const { return output_head_ < output_.size(); }
 
 bool ImapServer::has_stream() const {
-    return !output_.empty() && output_.front().text.empty() && output_.front().has_stream;
+    return has_output() && output_[output_head_].text.empty() && output_[output_head_].has_stream;
 }
 
 ImapStreamPiece ImapServer::take_stream() {
     RP_ASSERT(has_stream());
-    const ImapStreamPiece piece = output_.front().stream;
+    const ImapStreamPiece piece = output_[output_head_].stream;
     output_bytes_ -= piece.bytes;
-    output_.pop_front();
+    output_pop();
     return piece;
 }
 
@@ -355,6 +370,7 @@ void ImapServer::connection_lost() {
     lost_ = true;
     state_ = State::closed;
     output_.clear();
+    output_head_ = 0;
     output_bytes_ = 0;
 }
 
@@ -639,7 +655,21 @@ void ImapServer::finish_command() {
     what.append(verb_name(cmd_.verb));
     reply_status(Status::ok, what);
     mode_ = Mode::command;
+    release_scratch();
     if (shutting_down_) close_with_bye("[UNAVAILABLE] Server shutting down");
+}
+
+// An idle session keeps no memory of its last big command.
+void ImapServer::release_scratch() {
+    constexpr std::size_t keep_bytes = 4096;
+    if (targets_.capacity() * sizeof(std::uint32_t) > keep_bytes) {
+        std::vector<std::uint32_t>().swap(targets_);
+    }
+    if (matches_.capacity() * sizeof(std::uint32_t) > keep_bytes) {
+        std::vector<std::uint32_t>().swap(matches_);
+    }
+    if (scratch_.capacity() > keep_bytes) std::string().swap(scratch_);
+    if (changes_.capacity() > 64) std::vector<Change>().swap(changes_);
 }
 
 // ---- host calls ----

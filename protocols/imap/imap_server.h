@@ -333,6 +333,8 @@ private:
     void out_stream(const ImapStreamPiece& piece);
     void close_with_bye(std::string_view text);
     void finish_command();
+    void output_pop();
+    void release_scratch();
     std::string capability_text() const;
 
     const ImapServerConfig& config_;
@@ -340,7 +342,8 @@ private:
     State state_ = State::fresh;
     Mode mode_ = Mode::command;
     ImapReader reader_;
-    std::deque<OutChunk> output_;
+    std::vector<OutChunk> output_;  // Pending from output_head_ on.
+    std::size_t output_head_ = 0;
     std::size_t output_bytes_ = 0;
 
     bool tls_active_;
@@ -365,7 +368,7 @@ private:
     bool read_only_ = false;
     std::vector<std::uint32_t> view_;  // Index = sequence number - 1.
     std::vector<std::string> keywords_;  // Keywords told in FLAGS since SELECT.
-    std::deque<Change> changes_;
+    std::vector<Change> changes_;
     bool changes_overflow_ = false;
     std::vector<std::uint32_t> saved_search_;
 

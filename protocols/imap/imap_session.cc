@@ -191,9 +191,8 @@ public:
                 request.op = mail::AccessOp::rename;
                 request.target = std::string(new_name);
                 break;
-            case MailboxOp::subscribe: case MailboxOp::unsubscribe:
-                server_->mailbox_op_done(Status::ok);  // Every mailbox counts as subscribed.
-                return;
+            case MailboxOp::subscribe: request.op = mail::AccessOp::subscribe; break;
+            case MailboxOp::unsubscribe: request.op = mail::AccessOp::unsubscribe; break;
         }
         if (Status s = client_->submit(std::move(request), tag_mailbox_op); s != Status::ok) {
             server_->mailbox_op_done(s);
@@ -413,6 +412,12 @@ private:
         return client_->submit(std::move(request), tag);
     }
 
+    // RFC 3501 5.1: INBOX is case-insensitive; the store keeps it as "INBOX".
+    static bool subscribed(const std::vector<std::string>& names, std::string_view name) {
+        return std::binary_search(names.begin(), names.end(), name,
+                                  [](std::string_view a, std::string_view b) { return a < b; });
+    }
+
     static ImapMailboxStatus status_of(const storage::MailboxInfo& info,
                                        const mail::MailboxCounts& counts) {
         ImapMailboxStatus s;
@@ -434,7 +439,7 @@ private:
             ImapMailboxEntry e;
             e.name = info.name;
             e.special_use = info.special_use;
-            e.subscribed = true;
+            e.subscribed = subscribed(reply.subscriptions, info.name);
             e.status = status_of(info, i < reply.mailbox_counts.size() ? reply.mailbox_counts[i]
                                                                        : mail::MailboxCounts{});
             entries.push_back(e);
@@ -794,8 +799,29 @@ private:
             if (!text_.empty()) out.write(text_);
         }
         if (!streaming_ && !server_->has_output() && !server_->host_busy() && load_reader_ == nullptr) {
+            release_idle();
+        }
+    }
+
+    // Nothing is in flight: give back what only a command in progress needs, so that an
+    // idle session costs its slot and little else.
+    void release_idle() {
+        constexpr std::size_t keep_bytes = 4096;
+        if (stream_bodies_.bucket_count() > 16) {
+            std::unordered_map<std::uint32_t, StreamBody>().swap(stream_bodies_);
+        } else {
             stream_bodies_.clear();  // Every literal handed out is sent.
         }
+        if (text_.capacity() > keep_bytes) std::string().swap(text_);
+        if (fetch_uids_.capacity() * sizeof(std::uint32_t) > keep_bytes) {
+            std::vector<std::uint32_t>().swap(fetch_uids_);
+        }
+        if (expunge_uids_.capacity() * sizeof(std::uint32_t) > keep_bytes) {
+            std::vector<std::uint32_t>().swap(expunge_uids_);
+            std::vector<std::uint32_t>().swap(expunge_filter_);
+        }
+        // A big cached message is not worth its memory between commands.
+        if (cache_bytes_.capacity() > 16 * keep_bytes) drop_cache();
     }
 
     // Sends, lets a FETCH waiting for the output go on, then reads again when nothing holds

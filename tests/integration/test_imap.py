@@ -438,6 +438,33 @@ class ImapTest(unittest.TestCase):
         self.assertIn(b"UNSEEN 2", inbox[0])
         self.assertIn(b"MESSAGES 3", inbox[0])
 
+    # Proves SUBSCRIBE/UNSUBSCRIBE are stored: LSUB and LIST (SUBSCRIBED) show exactly the
+    # subscribed mailboxes, another session sees them, and they survive a restart.
+    def test_subscriptions(self):
+        d = self.daemon()
+        user = USERS[0]
+
+        def lsub(client):
+            typ, data = client.lsub()
+            self.assertEqual(typ, "OK")
+            return sorted(line.rsplit(b" ", 1)[-1].strip(b'"') for line in data if line)
+
+        c = self.imap(d, user)
+        self.assertEqual(c.create("Work")[0], "OK")
+        self.assertEqual(lsub(c), [])
+        self.assertEqual(c.subscribe("Work")[0], "OK")
+        self.assertEqual(c.subscribe("INBOX")[0], "OK")
+        self.assertEqual(c.subscribe("Sent")[0], "OK")
+        self.assertEqual(c.unsubscribe("Sent")[0], "OK")
+        self.assertEqual(lsub(self.imap(d, user)), [b"INBOX", b"Work"])
+        typ, data = c._simple_command("LIST", "(SUBSCRIBED)", '""', "*")
+        _, lines = c._untagged_response(typ, data, "LIST")
+        self.assertEqual(sorted(line.rsplit(b" ", 1)[-1].strip(b'"') for line in lines),
+                         [b"INBOX", b"Work"])
+        self.assertEqual(d.stop(), 0)
+        d.start()
+        self.assertEqual(lsub(self.imap(d, user)), [b"INBOX", b"Work"])
+
     # Proves garbage and a 100 KB line get BAD without dropping the session.
     def test_garbage_and_long_line(self):
         d = self.daemon()
