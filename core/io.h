@@ -41,6 +41,18 @@ public:
     virtual void fdatasync(int fd, IoCompletion& done) = 0;
     // Full fsync, for directories after a create or rename.
     virtual void fsync(int fd, IoCompletion& done) = 0;
+
+    // Metadata operations, so that creating, renaming and removing files does not block a
+    // core either (io_uring OPENAT, RENAMEAT, UNLINKAT, FALLOCATE). Paths must stay valid
+    // until `done` runs. openat: `bytes` is the new descriptor (O_CLOEXEC is the caller's).
+    virtual void openat(int dir_fd, const char* path, int flags, unsigned mode,
+                        IoCompletion& done) = 0;
+    virtual void renameat(int old_dir_fd, const char* old_path, int new_dir_fd,
+                          const char* new_path, IoCompletion& done) = 0;
+    virtual void unlinkat(int dir_fd, const char* path, IoCompletion& done) = 0;
+    // `mode` as fallocate(2): 0 allocates and extends the size, FALLOC_FL_KEEP_SIZE does not.
+    virtual void fallocate(int fd, int mode, std::uint64_t offset, std::uint64_t bytes,
+                           IoCompletion& done) = 0;
 };
 
 // The only errno -> Status mapping (core/io_errno.cc). `err` is a positive errno.

@@ -62,6 +62,36 @@ void UringIo::fsync(int fd, IoCompletion& done) {
     io_uring_sqe_set_data64(sqe, Reactor::user_data(op, 0));
 }
 
+void UringIo::openat(int dir_fd, const char* path, int flags, unsigned mode, IoCompletion& done) {
+    Op* op = nullptr;
+    io_uring_sqe* sqe = start(done, &op);
+    io_uring_prep_openat(sqe, dir_fd, path, flags, static_cast<mode_t>(mode));
+    io_uring_sqe_set_data64(sqe, Reactor::user_data(op, 0));
+}
+
+void UringIo::renameat(int old_dir_fd, const char* old_path, int new_dir_fd, const char* new_path,
+                       IoCompletion& done) {
+    Op* op = nullptr;
+    io_uring_sqe* sqe = start(done, &op);
+    io_uring_prep_renameat(sqe, old_dir_fd, old_path, new_dir_fd, new_path, 0);
+    io_uring_sqe_set_data64(sqe, Reactor::user_data(op, 0));
+}
+
+void UringIo::unlinkat(int dir_fd, const char* path, IoCompletion& done) {
+    Op* op = nullptr;
+    io_uring_sqe* sqe = start(done, &op);
+    io_uring_prep_unlinkat(sqe, dir_fd, path, 0);
+    io_uring_sqe_set_data64(sqe, Reactor::user_data(op, 0));
+}
+
+void UringIo::fallocate(int fd, int mode, std::uint64_t offset, std::uint64_t bytes,
+                        IoCompletion& done) {
+    Op* op = nullptr;
+    io_uring_sqe* sqe = start(done, &op);
+    io_uring_prep_fallocate(sqe, fd, mode, static_cast<off_t>(offset), static_cast<off_t>(bytes));
+    io_uring_sqe_set_data64(sqe, Reactor::user_data(op, 0));
+}
+
 void UringIo::Op::on_cqe(const io_uring_cqe& cqe, unsigned /*tag*/) { owner->finish(*this, cqe.res); }
 
 void UringIo::finish(Op& op, int res) {

@@ -27,6 +27,13 @@ public:
               IoCompletion& done) override;
     void fdatasync(int fd, IoCompletion& done) override;
     void fsync(int fd, IoCompletion& done) override;
+    void openat(int dir_fd, const char* path, int flags, unsigned mode,
+                IoCompletion& done) override;
+    void renameat(int old_dir_fd, const char* old_path, int new_dir_fd, const char* new_path,
+                  IoCompletion& done) override;
+    void unlinkat(int dir_fd, const char* path, IoCompletion& done) override;
+    void fallocate(int fd, int mode, std::uint64_t offset, std::uint64_t bytes,
+                   IoCompletion& done) override;
 
     unsigned in_flight() const { return in_flight_; }
 

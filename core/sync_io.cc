@@ -1,5 +1,7 @@
 #include "core/sync_io.h"
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -39,6 +41,29 @@ void SyncIo::fdatasync(int fd, IoCompletion& done) {
 
 void SyncIo::fsync(int fd, IoCompletion& done) {
     const int rc = ::fsync(fd);
+    pending_.push_back({&done, rc == 0 ? Status::ok : status_from_errno(errno), 0});
+}
+
+void SyncIo::openat(int dir_fd, const char* path, int flags, unsigned mode, IoCompletion& done) {
+    const int fd = ::openat(dir_fd, path, flags, static_cast<mode_t>(mode));
+    pending_.push_back({&done, fd >= 0 ? Status::ok : status_from_errno(errno),
+                        fd >= 0 ? static_cast<std::uint32_t>(fd) : 0});
+}
+
+void SyncIo::renameat(int old_dir_fd, const char* old_path, int new_dir_fd, const char* new_path,
+                      IoCompletion& done) {
+    const int rc = ::renameat(old_dir_fd, old_path, new_dir_fd, new_path);
+    pending_.push_back({&done, rc == 0 ? Status::ok : status_from_errno(errno), 0});
+}
+
+void SyncIo::unlinkat(int dir_fd, const char* path, IoCompletion& done) {
+    const int rc = ::unlinkat(dir_fd, path, 0);
+    pending_.push_back({&done, rc == 0 ? Status::ok : status_from_errno(errno), 0});
+}
+
+void SyncIo::fallocate(int fd, int mode, std::uint64_t offset, std::uint64_t bytes,
+                       IoCompletion& done) {
+    const int rc = ::fallocate(fd, mode, static_cast<off_t>(offset), static_cast<off_t>(bytes));
     pending_.push_back({&done, rc == 0 ? Status::ok : status_from_errno(errno), 0});
 }
 

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <deque>
 
 #include "storage/index_snapshot.h"
 #include "storage/mail_store.h"
@@ -30,10 +31,8 @@ Status MailStore::snapshot(SnapshotDone& done) {
     job->done = &done;
     job->lsn = meta.lsn;
     job->bytes = snapshot_encode(index_, meta, meta.written_at - options_.delivery_key_retention_s);
-    job->fd = ::openat(dir_fd_, snapshot_tmp_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (job->fd < 0) return status_from_errno(errno);
     snapshot_ = std::move(job);
-    snapshot_->submit_write();
+    io_.openat(dir_fd_, snapshot_tmp_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640, *snapshot_);
     return Status::ok;
 }
 
@@ -63,12 +62,24 @@ std::size_t MailStore::retire_segments() {
         ids.push_back(id);
     }
     std::size_t count = 0;
+    std::deque<std::string> names;
     for (std::uint32_t id : ids) {
         if (log_->retire(id) == Status::ok) {
             index_.segment_live_bytes.erase(id);
+            names.push_back(segment_file_name(id));
             ++count;
         }
     }
+    if (names.empty()) return 0;
+    if (retire_) {
+        // One in flight: queue behind it.
+        for (auto& name : names) retire_->names.push_back(std::move(name));
+        return count;
+    }
+    retire_ = std::make_unique<RetireJob>();
+    retire_->store = this;
+    retire_->names = std::move(names);
+    retire_->submit();
     return count;
 }
 

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -66,6 +67,28 @@ struct Log::SyncOp final : IoCompletion {
     void io_done(Status status, std::uint32_t) override { log->sync_finished(status); }
 };
 
+// Creates the next segment's file: openat, then fallocate (KEEP_SIZE, so an unused spare is
+// an empty file, which recovery removes like a segment whose header never reached the disk).
+struct Log::SpareOp final : IoCompletion {
+    Log* log = nullptr;
+    std::string name;
+    std::uint32_t id = 0;
+    int fd = -1;
+    bool opened = false;
+    bool done = false;
+    void io_done(Status status, std::uint32_t bytes) override {
+        if (!opened && status == Status::ok) {
+            opened = true;
+            fd = static_cast<int>(bytes);
+            log->io_.fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, log->options_.segment_bytes, *this);
+            return;
+        }
+        // A failed fallocate still leaves a usable file (the writes allocate).
+        done = true;
+        log->spare_finished();
+    }
+};
+
 struct Log::Batch {
     std::vector<std::byte> staging;
     std::vector<Piece> pieces;
@@ -78,6 +101,8 @@ struct Log::Batch {
     unsigned outstanding = 0;
     Status status = Status::ok;
     FlushDone* done = nullptr;
+    std::unique_ptr<SpareOp> spare;
+    bool chain_done = false;  // Writes and syncs finished (status holds the result).
 };
 
 Log::Log(Io& io, Clock& clock, LogOptions options, int dir_fd)
@@ -86,7 +111,9 @@ Log::Log(Io& io, Clock& clock, LogOptions options, int dir_fd)
     RP_ASSERT(options_.segment_bytes <= limits::segment_bytes_max - 1);
 }
 
-Log::~Log() = default;
+Log::~Log() {
+    if (spare_fd_ >= 0) ::close(spare_fd_);  // Its empty file is removed at the next open.
+}
 
 void Log::adopt(std::map<std::uint32_t, SegmentPin> segments, Lsn tail, std::uint32_t next_segment_id) {
     RP_ASSERT(segments_.empty());
@@ -112,10 +139,29 @@ SegmentPin Log::segment(std::uint32_t id) const {
 
 Status Log::rotate() {
     const std::uint32_t id = next_segment_id_;
-    const std::string path = options_.dir + "/" + segment_file_name(id);
-    // Blocking metadata call: Io has no open; creating a file is rare (once per segment).
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-    if (fd < 0) return status_from_errno(errno);
+    int fd = -1;
+    if (spare_fd_ >= 0 && spare_id_ == id) {
+        fd = spare_fd_;
+        spare_fd_ = -1;
+    } else {
+        if (spare_fd_ >= 0) ::close(spare_fd_);  // For another id (after a rollback).
+        spare_fd_ = -1;
+        // No spare ready: a blocking create, counted (a new store's first segment, or a
+        // segment filled faster than one openat).
+        ++blocking_creates_;
+        const std::string path = options_.dir + "/" + segment_file_name(id);
+        fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+        if (fd < 0 && errno == EEXIST) {
+            // The spare being created for this id (or a leftover one): empty, so take it.
+            fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+            struct stat st {};
+            if (fd >= 0 && (::fstat(fd, &st) != 0 || st.st_size != 0)) {
+                ::close(fd);
+                return Status::exists;
+            }
+        }
+        if (fd < 0) return status_from_errno(errno);
+    }
     ++next_segment_id_;
     if (tail_segment_ != 0) {
         // Seal the full segment: without this record at its end, recovery treats the segment's
@@ -308,8 +354,19 @@ Status Log::flush(FlushDone& done) {
         file_offset += p.bytes;
     }
     b->outstanding = static_cast<unsigned>(b->writes.size());
+    if (spare_fd_ < 0 && spare_tried_id_ != next_segment_id_ && !options_.dir.empty()) {
+        // Once per segment id: a failure falls back to a blocking create at rotation.
+        spare_tried_id_ = next_segment_id_;
+        b->spare = std::make_unique<SpareOp>();
+        b->spare->log = this;
+        b->spare->id = next_segment_id_;
+        b->spare->name = segment_file_name(next_segment_id_);
+    }
     inflight_ = std::move(b);
     for (auto& op : inflight_->writes) op->submit();
+    if (SpareOp* spare = inflight_->spare.get()) {
+        io_.openat(dir_fd_, spare->name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640, *spare);
+    }
     return Status::ok;
 }
 
@@ -345,6 +402,30 @@ void Log::sync_finished(Status status) {
 }
 
 void Log::batch_finished(Status status) {
+    Batch& b = *inflight_;
+    b.status = status;
+    b.chain_done = true;
+    if (b.spare && !b.spare->done) return;  // Completes with the spare's creation.
+    batch_complete();
+}
+
+void Log::spare_finished() {
+    Batch& b = *inflight_;
+    RP_ASSERT(b.spare && b.spare->done);
+    if (b.chain_done) batch_complete();
+}
+
+void Log::batch_complete() {
+    RP_ASSERT(inflight_->chain_done);
+    const Status status = inflight_->status;
+    if (SpareOp* spare = inflight_->spare.get(); spare && spare->fd >= 0) {
+        if (spare_fd_ < 0 && spare->id == next_segment_id_) {
+            spare_fd_ = spare->fd;
+            spare_id_ = spare->id;
+        } else {
+            ::close(spare->fd);  // Rotation already created that segment the blocking way.
+        }
+    }
     FlushDone* done = inflight_->done;
     if (status == Status::ok) {
         RP_ASSERT(inflight_->end >= durable());
@@ -370,9 +451,6 @@ Status Log::retire(std::uint32_t id) {
     auto it = segments_.find(id);
     if (it == segments_.end()) return Status::not_found;
     if (it->second.use_count() > 1) return Status::busy;
-    const std::string path = options_.dir + "/" + segment_file_name(id);
-    // Blocking metadata call, like rotate(): rare and short.
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return status_from_errno(errno);
     segments_.erase(it);
     return Status::ok;
 }

@@ -6,7 +6,7 @@
 // Core: only the owning shard stages and flushes. Any thread may read bytes below durable()
 //   through a SegmentPin it got from the owner.
 // Invariants: records are 8-byte aligned and staged at the tail; at most one batch is in
-//   flight; durable() only grows and only after every write and fdatasync of a batch
+//   flight (with, at most, the creation of the next segment's file riding along); durable() only grows and only after every write and fdatasync of a batch
 //   succeeded; zero-copy pieces are released exactly once, after their write completed or
 //   failed.
 // Errors: a failed write or sync poisons the log (failed() != ok): the batch and everything
@@ -120,8 +120,12 @@ public:
     SegmentPin segment(std::uint32_t id) const;
     const std::map<std::uint32_t, SegmentPin>& segments() const { return segments_; }
     std::uint32_t tail_segment() const { return tail_segment_; }
-    // Unlinks a sealed segment when no reader pins it. Status::busy when pinned.
+    // Forgets a sealed segment when no reader pins it (Status::busy when pinned); the caller
+    // removes the file (through Io: MailStore::retire_segments).
     [[nodiscard]] Status retire(std::uint32_t id);
+    // Segment files created with a blocking open() because no spare was ready (the first
+    // segment of a new store, or a segment filled before the spare's openat completed).
+    std::uint64_t blocking_creates() const { return blocking_creates_; }
 
 private:
     struct Piece {
@@ -133,8 +137,10 @@ private:
     struct Batch;
     struct WriteOp;
     struct SyncOp;
+    struct SpareOp;
     friend struct WriteOp;
     friend struct SyncOp;
+    friend struct SpareOp;
 
     Status reserve(std::uint32_t record_bytes);
     Status rotate();
@@ -144,6 +150,8 @@ private:
     void write_finished(Status status);
     void sync_finished(Status status);
     void batch_finished(Status status);
+    void spare_finished();
+    void batch_complete();
     void release_all(std::vector<BufferRelease*>& releases, Status status);
 
     Io& io_;
@@ -165,6 +173,13 @@ private:
     bool created_segment_ = false;
 
     std::unique_ptr<Batch> inflight_;
+
+    // The next segment's file, created ahead of time through Io (openat + fallocate with
+    // KEEP_SIZE) alongside a flush, so that rotation does not block on the file system.
+    int spare_fd_ = -1;
+    std::uint32_t spare_id_ = 0;
+    std::uint32_t spare_tried_id_ = 0;
+    std::uint64_t blocking_creates_ = 0;
 };
 
 }  // namespace rp::storage

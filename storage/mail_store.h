@@ -309,8 +309,13 @@ public:
     bool snapshot_running() const { return snapshot_ != nullptr; }
     // The log position of the newest snapshot (0: none yet).
     Lsn snapshot_lsn() const { return snapshot_lsn_; }
-    // Retires what can be retired now (pins released since). Returns how many.
+    // Retires what can be retired now (pins released since): forgets the segments at once and
+    // removes their files through Io (a RetireJob). Returns how many.
     std::size_t retire_segments();
+    // True while a snapshot, compaction read or segment removal is in flight through Io: the
+    // store must not be destroyed then (the shard waits for its tick hooks to be idle).
+    bool io_busy() const { return snapshot_ || compact_ || retire_; }
+    std::uint64_t retire_failures() const { return retire_failures_; }
 
     StoreStats stats() const;
     const MailboxIndex& index() const { return index_; }
@@ -320,6 +325,7 @@ private:
     struct Writer;
     struct SnapshotJob;
     struct CompactJob;
+    struct RetireJob;
     struct Recovery;
     struct TxnRecord {
         RecordType type;
@@ -374,6 +380,8 @@ private:
 
     std::unique_ptr<SnapshotJob> snapshot_;
     std::unique_ptr<CompactJob> compact_;
+    std::unique_ptr<RetireJob> retire_;
+    std::uint64_t retire_failures_ = 0;
     Lsn snapshot_lsn_ = 0;       // The newest snapshot.
     Lsn snapshot_prev_lsn_ = 0;  // The one before; segments below both may go.
     std::uint64_t snapshot_bytes_ = 0;

@@ -252,9 +252,16 @@ struct MailStore::Recovery {
                     for (std::size_t j = i + 1; j < segs.size(); ++j) store.report_.torn_bytes += segs[j].bytes;
                     break;
                 }
-                damage(segs[i].id, 0, header ? Status::corrupt : header.status(), 0,
-                       "segment header damaged or foreign");
-                continue;
+                if (header) {
+                    // An intact header naming another segment or shard: not ours to replay.
+                    damage(segs[i].id, 0, Status::corrupt, 0,
+                           "segment header of another segment or shard: segment skipped");
+                    continue;
+                }
+                // The header is damaged but every record carries its own checksums: replay
+                // them, so only what a damaged record touches is quarantined.
+                damage(segs[i].id, 0, header.status(), 0,
+                       "segment header damaged: records checked one by one");
             }
             if (!replay_segment(i, offset)) break;
         }

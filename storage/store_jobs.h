@@ -5,14 +5,19 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <deque>
+#include <string>
 
 #include "storage/index_snapshot.h"
 #include "storage/mail_store.h"
 
 namespace rp::storage {
 
+// Writes a snapshot, every file system call through Io: open snapshot.tmp, write, fsync,
+// rename snapshot -> snapshot.prev (absent at first), rename snapshot.tmp -> snapshot, fsync
+// the folder.
 struct MailStore::SnapshotJob final : IoCompletion {
-    enum class Step { write, sync_file, sync_dir } step = Step::write;
+    enum class Step { open, write, sync_file, rename_prev, rename_tmp, sync_dir } step = Step::open;
     MailStore* store = nullptr;
     SnapshotDone* done = nullptr;
     std::string bytes;
@@ -29,11 +34,19 @@ struct MailStore::SnapshotJob final : IoCompletion {
         store->io_.writev(fd, &iov, 1, written, *this);
     }
     void io_done(Status status, std::uint32_t n) override {
+        // The first snapshot has no previous one to keep.
+        if (step == Step::rename_prev && status == Status::not_found) status = Status::ok;
         if (status != Status::ok) {
             store->snapshot_finished(status);
             return;
         }
+        const int dir = store->dir_fd_;
         switch (step) {
+            case Step::open:
+                fd = static_cast<int>(n);
+                step = Step::write;
+                submit_write();
+                return;
             case Step::write:
                 if (n == 0) {
                     store->snapshot_finished(Status::io);
@@ -47,20 +60,38 @@ struct MailStore::SnapshotJob final : IoCompletion {
                 step = Step::sync_file;
                 store->io_.fsync(fd, *this);
                 return;
-            case Step::sync_file: {
-                // Blocking metadata calls (Io has no rename): short, and once per snapshot.
-                const int dir = store->dir_fd_;
-                ::renameat(dir, snapshot_file, dir, snapshot_prev_file);
-                if (::renameat(dir, snapshot_tmp_file, dir, snapshot_file) != 0) {
-                    store->snapshot_finished(status_from_errno(errno));
-                    return;
-                }
+            case Step::sync_file:
+                step = Step::rename_prev;
+                store->io_.renameat(dir, snapshot_file, dir, snapshot_prev_file, *this);
+                return;
+            case Step::rename_prev:
+                step = Step::rename_tmp;
+                store->io_.renameat(dir, snapshot_tmp_file, dir, snapshot_file, *this);
+                return;
+            case Step::rename_tmp:
                 step = Step::sync_dir;
                 store->io_.fsync(dir, *this);
                 return;
-            }
             case Step::sync_dir: store->snapshot_finished(Status::ok); return;
         }
+    }
+};
+
+// Removes retired segment files one at a time through Io.
+struct MailStore::RetireJob final : IoCompletion {
+    MailStore* store = nullptr;
+    std::deque<std::string> names;
+    void submit() { store->io_.unlinkat(store->dir_fd_, names.front().c_str(), *this); }
+    void io_done(Status status, std::uint32_t) override {
+        // A file that stays (EIO) holds nothing the index needs; the next open sees it below
+        // the snapshot and it is retired again.
+        if (status != Status::ok && status != Status::not_found) ++store->retire_failures_;
+        names.pop_front();
+        if (!names.empty()) {
+            submit();
+            return;
+        }
+        store->retire_.reset();  // Destroys this job: nothing may follow.
     }
 };
 

@@ -65,7 +65,7 @@ StoreUpkeep::~StoreUpkeep() {
     }
 }
 
-bool StoreUpkeep::idle() const { return !compacting_ && !mail_.store().snapshot_running(); }
+bool StoreUpkeep::idle() const { return !compacting_ && !mail_.store().io_busy(); }
 
 void StoreUpkeep::on_timer() {
     mail_.shard().reactor().timer_arm(*this, options_.interval_ms * ns_per_ms);

@@ -4,7 +4,8 @@ A real ringpostd (2 shards, small segments, quick upkeep) receives mail over SMT
 account on each shard, so bodies live on the accepting shard and messages on the owner:
 garbage collection has to ask the other shard. Most of the mail is then deleted over POP3
 (DELE + QUIT); the test polls `ringpost store stats` until GC and compaction reclaimed the
-space, checks the remaining mail byte for byte, restarts the daemon and checks that the
+space, checks the remaining mail byte for byte (as stored, through `ringpost mailbox cat`,
+which verifies every chunk's checksum), restarts the daemon and checks that the
 store opened from a snapshot (not by replaying the whole log) with the same mail.
 Every wait is bounded.
 """
@@ -19,7 +20,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-from smtp_util import ringpost, smtp_config, strip_received, wait_mailbox  # noqa: E402
+from smtp_util import mailbox, ringpost, smtp_config, strip_received, wait_mailbox  # noqa: E402
 from test_pop3 import PASSWORD, USERS  # noqa: E402
 
 # USER/PASS in clear over loopback (POP3 wants TLS elsewhere); failed logins wait briefly.
@@ -104,14 +105,10 @@ class StoreUpkeepTest(unittest.TestCase):
                     raise
             time.sleep(0.05)
 
-    def kept(self, port, user):
-        """The maildrop over POP3, as a list of messages without the Received: header."""
-        client = self.pop(port, user)
-        count = client.stat()[0]
-        out = [strip_received(b"\r\n".join(client.retr(i)[1]) + b"\r\n")
-               for i in range(1, count + 1)]
-        client.quit()
-        return out
+    def kept(self, d, user):
+        """The mailbox as stored (read and checksum-verified by `ringpost mailbox cat`), in UID
+        order, without the Received: header."""
+        return [strip_received(m) for _, m in sorted(mailbox(d, user).items())]
 
     def run_steps(self, d, smtp_port, pop3_port):
         with smtplib.SMTP("127.0.0.1", smtp_port, timeout=30) as client:
@@ -149,7 +146,7 @@ class StoreUpkeepTest(unittest.TestCase):
                              "space not reclaimed:\nbefore %s\nnow %s" % (before["text"], now["text"]))
         self.assertEqual(now["messages"], len(USERS) * len(want[USERS[0]]))
         for user in USERS:
-            self.assertEqual(self.kept(pop3_port, user), want[user])
+            self.assertEqual(self.kept(d, user), want[user])
 
         # Restart: the store opens from a snapshot, replaying only the log written after it.
         self.assertEqual(d.stop(), 0)
@@ -164,7 +161,7 @@ class StoreUpkeepTest(unittest.TestCase):
             self.assertLess(count, SNAPSHOT_LOG_BYTES, after["text"])
         d.start()
         for user in USERS:
-            self.assertEqual(self.kept(pop3_port, user), want[user])
+            self.assertEqual(self.kept(d, user), want[user])
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 #include "tests/sim/sim_io.h"
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -83,6 +85,51 @@ void SimIo::fdatasync(int fd, IoCompletion& done) {
         ::fdatasync(fd);
     }
     list.clear();
+    pending_.push_back([&done, status] { done.io_done(status, 0); });
+}
+
+void SimIo::openat(int dir_fd, const char* path, int flags, unsigned mode, IoCompletion& done) {
+    if (chance(faults.eio_meta)) {
+        ++faults_injected;
+        pending_.push_back([&done] { done.io_done(Status::io, 0); });
+        return;
+    }
+    const int fd = ::openat(dir_fd, path, flags, static_cast<mode_t>(mode));
+    const Status status = fd >= 0 ? Status::ok : status_from_errno(errno);
+    pending_.push_back([&done, status, fd] { done.io_done(status, fd >= 0 ? static_cast<std::uint32_t>(fd) : 0); });
+}
+
+void SimIo::renameat(int old_dir_fd, const char* old_path, int new_dir_fd, const char* new_path,
+                     IoCompletion& done) {
+    Status status = Status::io;
+    if (chance(faults.eio_meta)) {
+        ++faults_injected;
+    } else {
+        status = ::renameat(old_dir_fd, old_path, new_dir_fd, new_path) == 0 ? Status::ok
+                                                                              : status_from_errno(errno);
+    }
+    pending_.push_back([&done, status] { done.io_done(status, 0); });
+}
+
+void SimIo::unlinkat(int dir_fd, const char* path, IoCompletion& done) {
+    Status status = Status::io;
+    if (chance(faults.eio_meta)) {
+        ++faults_injected;
+    } else {
+        status = ::unlinkat(dir_fd, path, 0) == 0 ? Status::ok : status_from_errno(errno);
+    }
+    pending_.push_back([&done, status] { done.io_done(status, 0); });
+}
+
+void SimIo::fallocate(int fd, int mode, std::uint64_t offset, std::uint64_t bytes, IoCompletion& done) {
+    Status status = Status::io;
+    if (chance(faults.eio_meta)) {
+        ++faults_injected;
+    } else {
+        status = ::fallocate(fd, mode, static_cast<off_t>(offset), static_cast<off_t>(bytes)) == 0
+                     ? Status::ok
+                     : status_from_errno(errno);
+    }
     pending_.push_back([&done, status] { done.io_done(status, 0); });
 }
 

@@ -9,6 +9,7 @@
 //   eio_write     writev fails with Status::io after a random prefix reached the cache
 //   enospc_write  writev fails with Status::no_space after a random prefix
 //   eio_sync      fdatasync fails with Status::io and the dirty data is lost (fsyncgate)
+//   eio_meta      openat, renameat, unlinkat or fallocate fails with Status::io, undone
 // Reads see the page cache over the file. Completions run only from run_pending().
 #pragma once
 
@@ -28,6 +29,7 @@ struct SimFaults {
     double eio_write = 0;
     double enospc_write = 0;
     double eio_sync = 0;
+    double eio_meta = 0;  // openat, renameat, unlinkat, fallocate fail with Status::io.
 };
 
 class SimIo final : public Io {
@@ -40,6 +42,15 @@ public:
               IoCompletion& done) override;
     void fdatasync(int fd, IoCompletion& done) override;
     void fsync(int fd, IoCompletion& done) override { fdatasync(fd, done); }
+    // Metadata operations run at once on the real file system (their effects survive a
+    // crash); eio_meta fails them before they run.
+    void openat(int dir_fd, const char* path, int flags, unsigned mode,
+                IoCompletion& done) override;
+    void renameat(int old_dir_fd, const char* old_path, int new_dir_fd, const char* new_path,
+                  IoCompletion& done) override;
+    void unlinkat(int dir_fd, const char* path, IoCompletion& done) override;
+    void fallocate(int fd, int mode, std::uint64_t offset, std::uint64_t bytes,
+                   IoCompletion& done) override;
 
     std::size_t run_pending();
     void crash();   // Power loss: unsynced writes kept, torn or lost; queued completions dropped.
