@@ -121,6 +121,9 @@ public:
         if (s.relay.retry_schedule_s.empty()) {
             fail(0, "relay.retry_schedule_s", "needs at least one interval");
         }
+        if (s.relay.tls != "none" && s.relay.tls != "may" && s.relay.tls != "verify") {
+            fail(0, "relay.tls", "must be \"none\", \"may\" or \"verify\", not \"" + s.relay.tls + "\"");
+        }
         domains_and_users();
     }
 
@@ -140,9 +143,6 @@ private:
         for (const UserSettings& user : settings_.users) {
             std::size_t at = user.address.rfind('@');
             if (at == std::string::npos || at == 0 || at + 1 == user.address.size()) {
-        if (s.relay.tls != "none" && s.relay.tls != "may" && s.relay.tls != "verify") {
-            fail(0, "relay.tls", "must be \"none\", \"may\" or \"verify\", not \"" + s.relay.tls + "\"");
-        }
                 fail(user.line, "user.address", "\"" + user.address + "\" is not local@domain");
                 continue;
             }

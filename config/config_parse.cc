@@ -320,6 +320,7 @@ void read_rest(Context& context, TableReader& root, Settings& s) {
         reader.strings("resolvers", s.dns.resolvers);
         reader.integer("timeout_ms", s.dns.timeout_ms, 1, 600'000);
         reader.integer("attempts", s.dns.attempts, 1, 10);
+        reader.string("resolv_conf", s.dns.resolv_conf);
         reader.finish();
     }
     if (const toml::table* table = root.table("relay")) {
@@ -332,8 +333,9 @@ void read_rest(Context& context, TableReader& root, Settings& s) {
                        1, 65536);
         reader.integer("port", s.relay.port, 1, 65535);
         reader.integer("scan_interval_ms", s.relay.scan_interval_ms, 10, 3'600'000);
+        reader.string("tls", s.relay.tls);
+        reader.string("tls_ca_file", s.relay.tls_ca_file);
         reader.finish();
-        reader.string("resolv_conf", s.dns.resolv_conf);
     }
     s.domains.clear();
     root.tables("domain", [&](const toml::table& table, std::uint32_t line) {
@@ -346,8 +348,6 @@ void read_rest(Context& context, TableReader& root, Settings& s) {
     });
     s.users.clear();
     root.tables("user", [&](const toml::table& table, std::uint32_t line) {
-        reader.string("tls", s.relay.tls);
-        reader.string("tls_ca_file", s.relay.tls_ca_file);
         TableReader reader(context, table, "user");
         UserSettings user;
         user.line = line;

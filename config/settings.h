@@ -112,6 +112,8 @@ struct RelaySettings {
     unsigned deliveries_per_destination_max = 4;   // Connections to one domain per shard.
     std::uint16_t port = 25;                       // Remote MX port (tests use another).
     std::uint64_t scan_interval_ms = 1'000;        // How often each shard looks at its spool.
+    std::string tls = "may";                       // Outbound STARTTLS: none, may, verify.
+    std::string tls_ca_file;                       // For verify; empty: /etc/ssl/certs.
 };
 
 struct DomainSettings {
@@ -124,8 +126,6 @@ struct UserSettings {
     std::string password;                    // Plaintext (demo); or password_hash.
     std::string password_hash;               // "$argon2id$..." (ringpost user hash).
     std::uint32_t line = 0;
-    std::string tls = "may";                       // Outbound STARTTLS: none, may, verify.
-    std::string tls_ca_file;                       // For verify; empty: /etc/ssl/certs.
 };
 
 // [store]: the mail store and the daemon's upkeep of it (protocols/common/store_upkeep.h).
