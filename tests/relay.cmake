@@ -30,3 +30,8 @@ rp_integration_test(relay_crash_integration SCRIPT integration/test_relay_crash.
 
 # Outbound STARTTLS against a second ringpostd; the resolv.conf default for [dns] resolvers.
 rp_integration_test(relay_tls_integration SCRIPT integration/test_relay_tls.py TIMEOUT 300)
+
+# core/tls_client against core/tls's server stream, in memory (opportunistic and verify).
+rp_unit_test(tls_client_test
+  SOURCES unit/tls_client_test.cc
+  LIBS rp_core)
