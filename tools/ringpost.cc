@@ -65,8 +65,8 @@ void usage() {
                  "       ringpost mailbox cat ACCOUNT MAILBOX [--data DIR]\n"
                  "       ringpost queue list | queue show ID [--data DIR]\n"
                  "       ringpost queue flush | queue retry ID | queue delete ID [--data DIR]  (daemon stopped)\n"
-                 "       ringpost user add|passwd ADDRESS [--accounts FILE]  (password on stdin)\n"
                  "       ringpost queue fill COUNT ADDRESS [BYTES] [--data DIR]  (benchmarks; daemon stopped)\n"
+                 "       ringpost user add|passwd ADDRESS [--accounts FILE]  (password on stdin)\n"
                  "       ringpost user del ADDRESS | user list | user hash [--accounts FILE]\n");
 }
 
@@ -709,9 +709,6 @@ int queue_change(const Args& args, bool all, bool remove) {
     return 0;
 }
 
-int queue_flush(const Args& args) { return queue_change(args, true, false); }
-int queue_retry(const Args& args) { return queue_change(args, false, false); }
-int queue_delete(const Args& args) { return queue_change(args, false, true); }
 // For benchmarks (bench/relay_queue_memory.py): writes COUNT deferred messages of about
 // BYTES each (default 800), due in an hour, round-robin over the existing shards, through
 // the store API as ringpostd would. "%d" in ADDRESS becomes the message number.
@@ -764,6 +761,9 @@ int queue_fill(const Args& args) {
     return 0;
 }
 
+int queue_flush(const Args& args) { return queue_change(args, true, false); }
+int queue_retry(const Args& args) { return queue_change(args, false, false); }
+int queue_delete(const Args& args) { return queue_change(args, false, true); }
 
 struct Sub {
     const char* name;
