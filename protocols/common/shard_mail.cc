@@ -117,19 +117,6 @@ ShardMail::ShardMail(Shard& shard, MailCluster& cluster,
 ShardMail::~ShardMail() {
     if (Timer::armed()) shard_.reactor().timer_cancel(*this);
     shard_.reactor().remove_tick(*this);
-    if (stats_.flushes > 0) {
-        std::string histogram;
-        for (unsigned k = 0; k < stats_.flush_ns_buckets; ++k) {
-            if (stats_.flush_ns_histogram[k] == 0) continue;
-            histogram += " <" + std::to_string((64u << (k + 1)) / 1000.0).substr(0, 5) + "ms:" +
-                         std::to_string(stats_.flush_ns_histogram[k]);
-        }
-        log::info("shard {}: group commit: {} flushes, {} commits (max {} per flush), flush "
-                  "mean {} us, max {} us;{}",
-                  shard_index(), stats_.flushes, stats_.flushed_commits, stats_.flush_commits_max,
-                  stats_.flush_ns_total / stats_.flushes / 1000, stats_.flush_ns_max / 1000,
-                  histogram);
-    }
     cluster_.set(shard_.index(), nullptr);
 }
 
@@ -206,6 +193,8 @@ Result<std::unique_ptr<ShardMail>> ShardMail::open(Shard& shard, MailCluster& cl
     mail->next_id_low_ = low;
     cluster.set(shard.index(), mail.get());
     shard.reactor().add_tick(*mail);
+    ShardMail* self = mail.get();
+    shard.on_stop([self](Shard&) { self->log_commit_stats(); });
     // Accounts created above are staged: make them durable now rather than at the first
     // tick, which only runs once some event wakes the loop.
     mail->on_tick();
@@ -237,6 +226,23 @@ Status ShardMail::directory_update(std::shared_ptr<const smtp::Directory> next) 
     directories_retired_.push_back(std::move(directory_));
     directory_ = std::move(next);
     return status;
+}
+
+// One line per shard at stop: what bounded the durable-reply latency (flush time) and how
+// well commits were batched.
+void ShardMail::log_commit_stats() const {
+    if (stats_.flushes == 0) return;
+    std::string histogram;
+    for (unsigned k = 0; k < stats_.flush_ns_buckets; ++k) {
+        if (stats_.flush_ns_histogram[k] == 0) continue;
+        histogram += " <" + std::to_string((64u << (k + 1)) / 1000.0).substr(0, 5) + "ms:" +
+                     std::to_string(stats_.flush_ns_histogram[k]);
+    }
+    log::info("shard {}: group commit: {} flushes, {} commits (max {} per flush), flush mean {} "
+              "us, max {} us;{}",
+              shard_index(), stats_.flushes, stats_.flushed_commits, stats_.flush_commits_max,
+              stats_.flush_ns_total / stats_.flushes / 1000, stats_.flush_ns_max / 1000,
+              histogram);
 }
 
 std::uint64_t ShardMail::next_message_id() {

@@ -155,6 +155,7 @@ public:
     // From [engine] at start and on SIGHUP.
     void set_commit_policy(const CommitPolicy& policy) { policy_ = policy; }
     const CommitPolicy& commit_policy() const { return policy_; }
+    void log_commit_stats() const;
     // One observer at most (null: none). It must outlive its registration.
     void set_observer(DeliveryObserver* observer) { observer_ = observer; }
 
