@@ -281,6 +281,13 @@ bool check_files(const Settings& s, std::string* error) {
     return true;
 }
 
+rp::mail::CommitPolicy commit_policy_of(const Settings& s) {
+    rp::mail::CommitPolicy policy;
+    policy.window_ns = std::uint64_t{s.engine.commit_window_us} * 1000;
+    policy.batch_max = s.engine.commit_batch_max;
+    return policy;
+}
+
 Status shard_setup(rp::Shard& shard, Shared& shared) {
     const std::shared_ptr<const Settings>& settings = shared.settings;
     auto local = std::make_unique<DaemonShard>();
@@ -295,6 +302,7 @@ Status shard_setup(rp::Shard& shard, Shared& shared) {
         return mail.status();
     }
     local->mail = std::move(mail.value());
+    local->mail->set_commit_policy(commit_policy_of(*settings));
     local->relay = std::make_unique<rp::smtp::RelayAgent>(*local->mail, *shared.relay);
     local->relay->start();
     local->access = std::make_unique<rp::mail::MailAccess>(*local->mail, *shared.access_cluster);
@@ -349,7 +357,7 @@ Status shard_setup(rp::Shard& shard, Shared& shared) {
 }
 
 // SIGHUP: new certificates for new handshakes (open sessions keep theirs), and the account
-// table for new AUTHs. New accounts get mailboxes only after a restart (the Directory).
+// table for new AUTHs (their mailboxes: directory_reload below).
 void tls_auth_reload(rp::Engine& engine, Shared& shared, const Settings& next) {
     std::string error;
     if (shared.tls != nullptr) {
@@ -380,6 +388,28 @@ void tls_auth_reload(rp::Engine& engine, Shared& shared, const Settings& next) {
     rp::log::info("auth: {} accounts", accounts->entries().size());
 }
 
+// SIGHUP: accounts added to the config or the accounts file receive mail and log in without
+// a restart. Each shard creates the mailboxes it owns, then routes with the new directory.
+void directory_reload(rp::Engine& engine, Shared& shared, const Settings& next) {
+    std::string error;
+    auto built = rp::smtp::Directory::build(next, shared.directory->shard_count(), &error);
+    if (!built) {
+        rp::log::error("directory reload failed, keeping the running accounts: {}", error);
+        return;
+    }
+    auto directory = std::make_shared<const rp::smtp::Directory>(std::move(built.value()));
+    shared.directory = directory;
+    Shared* all = &shared;
+    engine.run_on_all([all, directory](rp::Shard& shard) {
+        DaemonShard* local = all->locals[shard.index()];
+        if (local == nullptr) return;
+        const Status status = local->mail->directory_update(directory);
+        rp::log::info("shard {}: directory reloaded: {} accounts{}", shard.index(),
+                      directory->accounts().size(),
+                      status == Status::ok ? "" : " (some mailboxes could not be created)");
+    });
+}
+
 // Every ticket lifetime: a new ticket key for every shard (the old one still decrypts, so no
 // ticket dies before its lifetime). Same certificates; no file is read.
 void ticket_keys_rotate_all(rp::Engine& engine, Shared& shared) {
@@ -407,6 +437,7 @@ void reload(rp::Engine& engine, const std::string& path,
     }
     tls_auth_reload(engine, shared, parsed.value());
     if (shared.accounts != nullptr) users_add_from_accounts(parsed.value(), *shared.accounts);
+    directory_reload(engine, shared, parsed.value());
     auto next = std::make_shared<const Settings>(std::move(parsed.value()));
     auto changes = rp::config::settings_diff(*current, *next);
     if (changes.empty()) rp::log::info("config reload: nothing changed");
@@ -418,6 +449,12 @@ void reload(rp::Engine& engine, const std::string& path,
     if (level) rp::log::set_level(*level);
     unsigned per_ip = next->engine.connections_per_ip;
     engine.run_on_all([per_ip](rp::Shard& shard) { shard.sessions().set_connections_per_ip(per_ip); });
+    const rp::mail::CommitPolicy policy = commit_policy_of(*next);
+    Shared* all = &shared;
+    engine.run_on_all([all, policy](rp::Shard& shard) {
+        DaemonShard* local = all->locals[shard.index()];
+        if (local != nullptr) local->mail->set_commit_policy(policy);
+    });
     current = next;
 }
 
