@@ -18,6 +18,11 @@ rp_integration_test(pop3_integration SCRIPT integration/test_pop3.py TIMEOUT 600
 # Real mail clients over TLS: fetchmail, mbsync (isync), curl pop3/imap URLs.
 rp_integration_test(mail_clients_integration SCRIPT integration/test_mail_clients.py TIMEOUT 300)
 
+# The POP3/IMAP password checker on a real engine with a real hash pool.
+rp_unit_test(pop3_login_checker_test
+  SOURCES unit/pop3_login_checker_test.cc
+  LIBS rp_mail_service)
+
 # mail_access on a real 2-shard engine with a store per shard.
 rp_unit_test(mail_access_test
   SOURCES unit/mail_access_test.cc
