@@ -461,6 +461,16 @@ void reload(rp::Engine& engine, const std::string& path,
 }  // namespace
 
 int main(int argc, char** argv) {
+    // Signals are taken synchronously by this thread (sigwaitinfo below). Block them before
+    // any thread starts (the async logger's, the hash pool's, the shards'), which inherit the
+    // mask: a thread that did not block SIGTERM would take it and die of it (exit -15).
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    signal(SIGPIPE, SIG_IGN);
     std::string config_path;
     bool check_only = false;
     for (int i = 1; i < argc; ++i) {
@@ -500,14 +510,6 @@ int main(int argc, char** argv) {
         return fail(error);
     }
 
-    // Signals are taken synchronously by this thread; shards inherit the blocked mask.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-    signal(SIGPIPE, SIG_IGN);
 
     bool ok = true;
     rp::EngineOptions options = engine_options(*settings, &error, &ok);
