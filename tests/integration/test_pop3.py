@@ -547,6 +547,48 @@ class Pop3TlsTest(unittest.TestCase):
         client.quit()
         self.assertIn("login failed for demo@example.test: permission", self.d.log())
 
+    def login_from(self, source, user, password):
+        """USER/PASS over pop3s from `source`; returns the PASS reply line."""
+        s = socket.create_connection(("127.0.0.1", self.pop3s_port), timeout=15,
+                                     source_address=(source, 0))
+        tls = self.context().wrap_socket(s, server_hostname="mail.example.test")
+        f = tls.makefile("rb")
+        try:
+            self.assertTrue(f.readline().startswith(b"+OK"))
+            tls.sendall(b"USER %s\r\nPASS %s\r\nQUIT\r\n" % (user.encode(), password.encode()))
+            self.assertTrue(f.readline().startswith(b"+OK"))
+            return f.readline()
+        finally:
+            tls.close()
+
+    # Proves accounts managed with `ringpost user` apply to POP3 after SIGHUP, without a
+    # restart: a new account logs in (and has its maildrop), and after `user passwd` the old
+    # password is refused and the new one works. The hashes are argon2id (verified on the
+    # daemon's helper threads).
+    def test_user_add_and_passwd_after_sighup(self):
+        def tool(*args, password=None):
+            return subprocess.run([harness.binary("ringpost"), "--config", self.d.config_path]
+                                  + list(args), input=password, capture_output=True,
+                                  cwd=self.d.folder, timeout=60)
+
+        def reload():
+            mark = len(self.d.log())
+            self.d.signal(signal.SIGHUP)
+            self.assertTrue(wait_for(lambda: "auth:" in self.d.log()[mark:]), self.d.log())
+            wait_for(lambda: self.d.log()[mark:].count("directory reloaded") >= 2, timeout=5)
+
+        user = "carol@example.test"
+        self.assertEqual(tool("user", "add", user, password=b"pw1\n").returncode, 0)
+        self.assertTrue(self.login_from("127.0.0.9", user, "pw1").startswith(b"-ERR [AUTH]"))
+        reload()
+        self.assertEqual(self.login_from("127.0.0.9", user, "pw1"),
+                         b"+OK maildrop has 0 messages (0 octets)\r\n")
+        self.assertEqual(tool("user", "passwd", user, password=b"pw2\n").returncode, 0)
+        reload()
+        self.assertTrue(self.login_from("127.0.0.10", user, "pw1").startswith(b"-ERR [AUTH]"))
+        self.assertEqual(self.login_from("127.0.0.10", user, "pw2"),
+                         b"+OK maildrop has 0 messages (0 octets)\r\n")
+
     # Proves curl's pop3s:// URLs and pop3:// with --ssl-reqd (STLS): LIST and RETR, with the
     # test CA verifying the certificate.
     def test_curl_tls(self):
