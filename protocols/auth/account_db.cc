@@ -91,11 +91,9 @@ void AccountDb::add_config_users(const std::vector<config::UserSettings>& users)
         if (!user.password_hash.empty()) {
             entries_[address] = user.password_hash;
         } else if (!user.password.empty()) {
+            // No SCRAM keys for config users: PBKDF2 for each of them at every start and
+            // SIGHUP would cost seconds with many users. `ringpost user add` makes them.
             entries_[address] = std::string(plain_prefix) + user.password;
-            // A plaintext config password (demo, tests) can log in with SCRAM too. PBKDF2
-            // here runs at start-up and on SIGHUP, never on a core thread.
-            auto keys = scram_credential_make(user.password);
-            if (keys) scram_[address] = scram_credential_format(*keys);
         }
     }
 }

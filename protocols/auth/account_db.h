@@ -39,7 +39,7 @@ public:
     // The stored credential, or null.
     const std::string* find(std::string_view address) const;
     // The SCRAM-SHA-256 keys (RFC 5803 text), or null (an account made before SCRAM, or a
-    // config user without a plaintext password).
+    // config [[user]]: only `ringpost user add|passwd` makes keys).
     const std::string* find_scram(std::string_view address) const;
     const std::map<std::string, std::string>& entries() const { return entries_; }
 

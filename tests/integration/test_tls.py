@@ -24,6 +24,7 @@ import harness  # noqa: E402
 from smtp_util import Raw, ringpost, wait_mailbox  # noqa: E402
 
 DEMO = "demo@example.test"
+SCRAM_USER = "erin@example.test"
 HOST = "mail.example.test"
 
 
@@ -399,6 +400,17 @@ class ScramTest(unittest.TestCase):
         cls.d = harness.Daemon(config_text=tls_config(cls.ports, cls.cert, cls.key),
                                wait_ports=cls.ports)
         cls.d.start()
+        # SCRAM keys come from `ringpost user add` (config [[user]]s have none).
+        added = subprocess.run([harness.binary("ringpost"), "--config", cls.d.config_path, "user",
+                                "add", SCRAM_USER], input=b"pw-erin\n", capture_output=True,
+                               cwd=cls.d.folder, timeout=60)
+        assert added.returncode == 0, added.stderr
+        mark = len(cls.d.log())
+        cls.d.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "auth:" not in cls.d.log()[mark:] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # run_on_all reaches the shards; bounded.
 
     @classmethod
     def tearDownClass(cls):
@@ -414,14 +426,17 @@ class ScramTest(unittest.TestCase):
                               + list(args), input=password, capture_output=True,
                               cwd=self.d.folder, timeout=60)
 
-    # Proves gsasl logs in with SCRAM-SHA-256 over STARTTLS (the config user's keys), checks
-    # our server signature, and a wrong password is refused (535).
+    # Proves gsasl logs in with SCRAM-SHA-256 over STARTTLS, checks our server signature, and
+    # a wrong password, a config user without keys and an unknown user are refused (535).
     def test_gsasl_scram_login(self):
-        code, out = gsasl(self.ports[1], self.ca, DEMO, "demo")
+        code, out = gsasl(self.ports[1], self.ca, SCRAM_USER, "pw-erin")
         self.assertEqual(code, 0, out)
         self.assertIn("235", out)
         self.assertIn("SCRAM-SHA-256", out)
-        code, out = gsasl(self.ports[1], self.ca, DEMO, "wrong")
+        code, out = gsasl(self.ports[1], self.ca, SCRAM_USER, "wrong")
+        self.assertNotEqual(code, 0, out)
+        self.assertIn("535", out)
+        code, out = gsasl(self.ports[1], self.ca, DEMO, "demo")
         self.assertNotEqual(code, 0, out)
         self.assertIn("535", out)
         code, out = gsasl(self.ports[1], self.ca, "nobody@example.test", "x")
@@ -476,7 +491,7 @@ class ScramTest(unittest.TestCase):
         self.assertEqual((code, text[:5]), (501, b"5.5.2"))
         code, text = s.docmd("AUTH", "SCRAM-SHA-256 " + base64.b64encode(b"p=tls-unique,,n=a,r=b").decode())
         self.assertEqual((code, text[:5]), (501, b"5.5.2"))
-        code, text = s.docmd("AUTH", "SCRAM-SHA-256 " + base64.b64encode(b"n,,n=%s,r=abc" % DEMO.encode()).decode())
+        code, text = s.docmd("AUTH", "SCRAM-SHA-256 " + base64.b64encode(b"n,,n=%s,r=abc" % SCRAM_USER.encode()).decode())
         self.assertEqual(code, 334, text)
         challenge = base64.b64decode(text).decode()
         self.assertTrue(challenge.startswith("r=abc"), challenge)
