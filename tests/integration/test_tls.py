@@ -655,10 +655,13 @@ class TlsSniAndTicketsTest(unittest.TestCase):
                 out = s_client(self.smtps, version, "-CAfile", self.ca, "-sess_in", session)
                 self.assertIn("Reused, TLSv1", out, version)
 
-    # Proves garbage session data from a client is a full handshake, not a failure.
-    def test_unknown_ticket_is_full_handshake(self):
+    # Proves a client without a session gets a full TLS 1.3 handshake and a ticket (with the
+    # lifetime hint from tls.ticket_lifetime_s).
+    def test_full_handshake_gets_ticket(self):
         out = s_client(self.smtps, "-tls1_3", "-CAfile", self.ca, "-servername", HOST)
         self.assertIn("New, TLSv1.3", out)
+        self.assertIn("New Session Ticket arrived", out)
+        self.assertIn("lifetime hint: 1800", out)
 
     # Proves SIGHUP reloads a named certificate: new handshakes for that name see the new
     # one while a session opened before goes on.
