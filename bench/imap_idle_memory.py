@@ -132,7 +132,8 @@ def main():
         os.environ["RP_BUILD_DIR"] = os.path.abspath(args.build)
     harness.require_io_uring()
     port, smtp_port = harness.free_ports(2)
-    extra = ('\n[[imap.listener]]\naddress = "127.0.0.1:%d"\nkind = "imap"\n'
+    extra = ('\n[auth]\nplaintext_loopback = true\n'
+             '\n[[imap.listener]]\naddress = "127.0.0.1:%d"\nkind = "imap"\n'
              '\n[[smtp.listener]]\naddress = "127.0.0.1:%d"\nkind = "mx"\n' % (port, smtp_port))
     for i in range(args.users):
         extra += '\n[[user]]\naddress = "%s"\npassword = "%s"\n' % (user(i).decode(),

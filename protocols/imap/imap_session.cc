@@ -28,18 +28,6 @@ constexpr std::uint64_t tag_expunge = 10;
 constexpr std::uint64_t tag_append_check = 11;
 constexpr std::uint64_t tag_append = 12;
 
-bool is_loopback(const sockaddr_storage& peer) {
-    if (peer.ss_family == AF_INET) {
-        const auto* v4 = reinterpret_cast<const sockaddr_in*>(&peer);
-        return (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
-    }
-    if (peer.ss_family == AF_INET6) {
-        const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&peer);
-        if (IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr)) return true;
-        return IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr) && v6->sin6_addr.s6_addr[12] == 127;
-    }
-    return false;
-}
 
 storage::FlagMode flag_mode(StoreMode mode) {
     switch (mode) {
@@ -88,7 +76,8 @@ public:
         ImapSessionInfo session;
         session.tls_active = info.tls_active;
         session.tls_available = info.tls_available && !info.tls_active;
-        session.plaintext_auth_allowed = is_loopback(info.peer);
+        session.plaintext_auth_allowed = factory_.passwords().plaintext_allowed(info.peer);
+        client_key_ = auth::AuthThrottle::key_of(info.peer);
         server_.emplace(factory_.server_config(), *this, session);
         client_.emplace(factory_.access(), *this);
         server_->greet();
@@ -148,15 +137,13 @@ public:
 
     // ---- ImapHost ----
     void login(std::string_view user, std::string_view password) override {
+        // An unknown user goes through the checker too (a dummy hash, the throttle), so it
+        // is refused exactly like a wrong password.
         const smtp::Account* account = factory_.access().mail().directory().find_account(user);
-        if (account == nullptr) {
-            log::info("shard {}: imap {}: login failed: unknown user", shard(), client_address_);
-            server_->login_done(Status::refused);
-            return;
-        }
-        account_ = account->address;
+        account_ = account != nullptr ? account->address : std::string(user);
         checking_ = true;
-        factory_.passwords().check(*account, password, *this);
+        factory_.passwords().check(mail::LoginAttempt{user, password, account, client_key_},
+                                   *this);
     }
 
     void list(bool with_status) override {
@@ -311,9 +298,11 @@ public:
         RP_ASSERT(checking_);
         checking_ = false;
         if (status != Status::ok) {
-            log::info("shard {}: imap {}: login failed for {}", shard(), client_address_,
-                      account_);
-            server_->login_done(Status::refused);
+            log::info("shard {}: imap {}: login failed for {} ({})", shard(), client_address_,
+                      account_, status_name(status));
+            // permission (this address is over its failure limit) is refused like a wrong
+            // password; full (the hash pool is busy) answers [UNAVAILABLE], try later.
+            server_->login_done(status == Status::full ? Status::full : Status::refused);
         } else {
             log::info("shard {}: imap {}: {} logged in", shard(), client_address_, account_);
             server_->login_done(Status::ok);
@@ -889,6 +878,7 @@ private:
     SessionHandle handle_;
     std::string client_address_;
     std::string account_;
+    std::uint64_t client_key_ = 0;  // The throttle's key for the client's address.
     std::string text_;
     bool checking_ = false;
     bool tls_starting_ = false;

@@ -96,6 +96,18 @@ password = "demo"
 """
 
 
+# With no [dns] resolvers the daemon reads /etc/resolv.conf (the production default), and
+# tests must never query the machine's resolver: a config without a [dns] table gets one
+# naming the discard port on loopback, where nothing answers (lookups time out and defer).
+LOOPBACK_DNS = '\n[dns]\nresolvers = ["127.0.0.1:9"]\n'
+
+
+def with_loopback_dns(text):
+    if any(line.strip() == "[dns]" for line in text.splitlines()):
+        return text
+    return text + LOOPBACK_DNS
+
+
 class Daemon:
     """One ringpostd in a temporary folder. Use as a context manager."""
 
@@ -114,7 +126,7 @@ class Daemon:
 
     def write_config(self, text):
         with open(self.config_path, "w") as f:
-            f.write(text)
+            f.write(with_loopback_dns(text))
 
     def start(self, wait=True, timeout=15.0):
         self.log_file = open(self.log_path, "wb")
@@ -196,7 +208,7 @@ def run_daemon_once(config_text, args=(), timeout=20.0, config_path=None):
         path = config_path or os.path.join(folder, "ringpost.toml")
         if config_path is None:
             with open(path, "w") as f:
-                f.write(config_text)
+                f.write(with_loopback_dns(config_text))
         done = subprocess.run([binary("ringpostd")] + list(args) + ["--config", path],
                               cwd=folder, capture_output=True, timeout=timeout)
         return done.returncode, (done.stdout + done.stderr).decode("utf-8", "replace")

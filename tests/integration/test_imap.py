@@ -26,8 +26,10 @@ from smtp_util import mailbox, smtp_config, wait_for  # noqa: E402
 from test_pop3 import PASSWORD, USERS  # noqa: E402
 
 
-def imap_config(smtp_port, imap_port, imaps_port=None, folder=None):
-    text = smtp_config(smtp_port, users=USERS)
+def imap_config(smtp_port, imap_port, imaps_port=None, folder=None, auth=""):
+    # Plain IMAP LOGIN on loopback without TLS, as a test client does (the default needs TLS).
+    text = smtp_config(smtp_port, users=USERS,
+                       extra="\n[auth]\nplaintext_loopback = true\n" + auth)
     text += '\n[[imap.listener]]\naddress = "127.0.0.1:%d"\nkind = "imap"\n' % imap_port
     if imaps_port is not None:
         text += '\n[[imap.listener]]\naddress = "127.0.0.1:%d"\nkind = "imaps"\n' % imaps_port
@@ -43,10 +45,11 @@ def message(subject, body=b"Hello.\r\n"):
 
 
 class ImapTest(unittest.TestCase):
-    def daemon(self, tls=False):
+    def daemon(self, tls=False, auth=""):
         smtp_port, imap_port, imaps_port = harness.free_ports(3)
         d = harness.Daemon(wait_ports=[smtp_port, imap_port] + ([imaps_port] if tls else []))
-        d.write_config(imap_config(smtp_port, imap_port, imaps_port if tls else None, d.folder))
+        d.write_config(imap_config(smtp_port, imap_port, imaps_port if tls else None, d.folder,
+                                   auth))
         d.smtp_port, d.imap_port, d.imaps_port = smtp_port, imap_port, imaps_port
         d.start()
         self.addCleanup(self.finish, d)
@@ -495,6 +498,31 @@ class ImapTest(unittest.TestCase):
         self.addCleanup(self.logout, c)
         with self.assertRaises(imaplib.IMAP4.error):
             c.login(USERS[0], "wrong")
+        self.assertEqual(c.login(USERS[0], PASSWORD[USERS[0]])[0], "OK")
+
+    # Proves IMAP logins share the per-address failure limit with SMTP and POP3: after
+    # failures_max wrong passwords from 127.0.0.7 even the right one is refused there, while
+    # 127.0.0.1 still logs in.
+    def test_wrong_password_throttled(self):
+        d = self.daemon(auth="failures_max = 3\nfailure_window_s = 600\nfailure_delay_ms = 20\n")
+
+        def connect(source):
+            s = socket.create_connection(("127.0.0.1", d.imap_port), timeout=15,
+                                         source_address=(source, 0))
+            f = s.makefile("rb")
+            self.assertTrue(f.readline().startswith(b"* OK"))
+            return s, f
+
+        s, f = connect("127.0.0.7")
+        for i in range(3):
+            s.sendall(b"a%d LOGIN %s wrong%d\r\n" % (i, USERS[0].encode(), i))
+            self.assertEqual(f.readline(),
+                             b"a%d NO [AUTHENTICATIONFAILED] Authentication failed\r\n" % i)
+        s.sendall(b"b LOGIN %s %s\r\n" % (USERS[0].encode(), PASSWORD[USERS[0]].encode()))
+        self.assertEqual(f.readline(), b"b NO [AUTHENTICATIONFAILED] Authentication failed\r\n")
+        s.close()
+        c = imaplib.IMAP4("127.0.0.1", d.imap_port, timeout=30)
+        self.addCleanup(self.logout, c)
         self.assertEqual(c.login(USERS[0], PASSWORD[USERS[0]])[0], "OK")
 
     # Proves implicit TLS on imaps and STARTTLS on imap (self-signed certificate): LOGIN and
