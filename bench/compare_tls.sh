@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# bench/compare_tls.sh: submission with STARTTLS + AUTH PLAIN, a temporary Postfix (Cyrus SASL
-# with a temporary sasldb) against ringpostd, side by side, one certificate (ECDSA P-256) for
-# both, loaded by the same client (ringpost-bench smtp --starttls --auth PLAIN).
+# bench/compare_tls.sh: submission with STARTTLS + AUTH PLAIN, a temporary Postfix (Dovecot SASL
+# from a temporary, auth-only Dovecot with a passwd-file user) against ringpostd, side by side,
+# one certificate (ECDSA P-256) for both, loaded by the same client
+# (ringpost-bench smtp --starttls --auth PLAIN).
 #
 #   bash bench/compare_tls.sh [--messages N] [--sessions N] [--per-session N] [--keep]
 #
 # --per-session 1 (the default) makes every message a new connection: a full TLS handshake,
 # AUTH and one message, so msgs/s is also handshakes/s. --per-session 0 keeps connections.
 # Prints msgs/s, server CPU per message and the ratio to Postfix. Postfix counts until its
-# queue is empty (local delivery done); ringpostd answers 250 after fdatasync.
-# Only loopback, only free high ports; stops only what it started.
-# Known issue (2026-11-22): Debian's Postfix/Cyrus SASL still opens /etc/sasldb2 instead of
-# the temporary sasldb (cyrus_sasl_config_path and SASL_CONF_PATH are not honoured here), so
-# Postfix refuses every AUTH and its row shows 0 accepted; the ringpostd row is valid.
+# queue is empty (local delivery done); its CPU includes the auth-only Dovecot's. ringpostd
+# answers 250 after fdatasync.
+# Only loopback, only free high ports, own config and folders (no /etc, no system service);
+# stops only what it started.
+# Environment: RP_BUILD_DIR (default build/), or RP_BENCH and RP_RINGPOSTD.
+# (Cyrus SASL was dropped: Debian's libsasl2 opened /etc/sasldb2 whatever the config said.)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 messages=2000
@@ -25,18 +27,16 @@ while (($#)); do
     --sessions) sessions=$2; shift 2 ;;
     --per-session) per_session=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n 2,12p "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare_tls: unknown option $1" >&2; exit 2 ;;
   esac
 done
 log() { echo "compare_tls: $*" >&2; }
 die() { log "$*"; exit 1; }
 export PATH=$PATH:/usr/sbin:/sbin
-for tool in postfix saslpasswd2 openssl python3; do
+for tool in postfix dovecot openssl python3; do
   command -v $tool >/dev/null || die "$tool is missing (bash tools/deps.sh)"
 done
-[[ -f /usr/lib/x86_64-linux-gnu/sasl2/libsasldb.so ]] || [[ -n $(find /usr/lib -name 'libsasldb.so*' 2>/dev/null | head -1) ]] \
-  || die "Cyrus SASL sasldb plugin missing (libsasl2-modules-db)"
 build=${RP_BUILD_DIR:-$root/build}
 bench=${RP_BENCH:-$build/tools/ringpost-bench}
 ringpostd=${RP_RINGPOSTD:-$build/tools/ringpostd}
@@ -50,6 +50,7 @@ cleanup() {
   local status=$?
   trap - EXIT INT TERM
   [[ -n $postfix_etc ]] && postfix -c "$postfix_etc" abort >/dev/null 2>&1 || true
+  postfix_etc=""
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   if ((keep)); then log "kept $work"; else rm -rf "$work"; fi
@@ -86,20 +87,50 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -subj "/CN=mail.example.test" -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 chmod 644 "$work/key.pem"
 
-# ---- Postfix: smtpd with STARTTLS and Cyrus SASL (sasldb) ----
+# ---- Dovecot, auth only: Postfix's SASL server (a unix socket in its own base_dir) ----
+dove=$work/dovecot
+mkdir -p "$dove/run" "$dove/state"
+printf '%s:{PLAIN}%s::::::\n' demo@example.test demo >"$dove/passwd"
+cat >"$dove/dovecot.conf" <<EOF
+# A throwaway, auth-only Dovecot for bench/compare_tls.sh: no listeners, its own folders.
+base_dir = $dove/run
+state_dir = $dove/state
+log_path = $dove/dovecot.log
+protocols = none
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $dove/passwd
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=/nonexistent
+}
+service auth {
+  unix_listener postfix-auth {
+    mode = 0666
+  }
+}
+EOF
+dovecot -c "$dove/dovecot.conf" -F >"$dove/stdout.log" 2>&1 &
+dove_pid=$!
+pids+=("$dove_pid")
+dove_socket=$dove/run/postfix-auth
+deadline=$((SECONDS + 15))
+until [[ -S $dove_socket ]]; do
+  kill -0 "$dove_pid" 2>/dev/null || die "Dovecot did not start: $(tail -3 "$dove/stdout.log" "$dove/dovecot.log" 2>/dev/null)"
+  ((SECONDS < deadline)) || die "Dovecot made no auth socket (see $dove/dovecot.log)"
+  sleep 0.1
+done
+
+# ---- Postfix: smtpd with STARTTLS and Dovecot SASL ----
 postfix_port=$(free_port)
 base=$work/postfix
-mkdir -p "$base/etc" "$base/queue" "$base/data" "$base/mail" "$base/sasl"
+mkdir -p "$base/etc" "$base/queue" "$base/data" "$base/mail"
 chown postfix "$base/data"
 chown nobody "$base/mail"
-echo -n demo | saslpasswd2 -p -f "$base/sasl/sasldb2" -c -u example.test demo
-chown postfix "$base/sasl/sasldb2"
-cat >"$base/sasl/smtpd.conf" <<EOF
-pwcheck_method: auxprop
-auxprop_plugin: sasldb
-mech_list: PLAIN LOGIN
-sasldb_path: $base/sasl/sasldb2
-EOF
 cat >"$base/etc/main.cf" <<EOF
 compatibility_level = 3.6
 queue_directory = $base/queue
@@ -128,11 +159,8 @@ smtpd_tls_security_level = encrypt
 smtpd_tls_auth_only = yes
 smtpd_tls_session_cache_database =
 smtpd_sasl_auth_enable = yes
-smtpd_sasl_type = cyrus
-smtpd_sasl_path = smtpd
-cyrus_sasl_config_path = $base/sasl
-# Debian's Cyrus SASL may look for smtpd.conf elsewhere: point it here by environment too.
-import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C SASL_CONF_PATH=$base/sasl
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = $dove_socket
 smtpd_relay_restrictions = permit_sasl_authenticated, reject
 smtpd_recipient_restrictions = permit_sasl_authenticated, reject
 EOF
@@ -204,9 +232,10 @@ postfix_queue_count() {
   find "$base/queue/"{maildrop,incoming,active,deferred,hold} -type f 2>/dev/null | wc -l
 }
 
-run() {  # NAME PORT PID
-  local name=$1 port=$2 pid=$3 before after start end
-  before=$(tree_ticks "$pid")
+run() {  # NAME PORT PID [PID...]: the server's CPU is that of every PID's tree
+  local name=$1 port=$2 before=0 after=0 start end pid
+  shift 2
+  for pid in "$@"; do before=$((before + $(tree_ticks "$pid"))); done
   start=$(date +%s.%N)
   "$bench" smtp --host 127.0.0.1 --port "$port" --starttls --auth PLAIN --user demo@example.test \
     --password demo --sessions "$sessions" --messages "$messages" --per-session "$per_session" \
@@ -217,7 +246,7 @@ run() {  # NAME PORT PID
     while (($(postfix_queue_count) > 0)) && ((SECONDS - drain < 120)); do sleep 0.2; done
   fi
   end=$(date +%s.%N)
-  after=$(tree_ticks "$pid")
+  for pid in "$@"; do after=$((after + $(tree_ticks "$pid"))); done
   python3 - "$work/$name.json" "$name" "$start" "$end" "$before" "$after" "$clk_tck" <<'PY' >>"$work/results"
 import json, sys
 path, name, start, end, before, after, tck = sys.argv[1:]
@@ -230,7 +259,7 @@ PY
 }
 
 uptime >&2
-run postfix "$postfix_port" "$postfix_pid"
+run postfix "$postfix_port" "$postfix_pid" "$dove_pid"
 run ringpostd "$ringpostd_port" "$ringpostd_pid"
 python3 - "$work/results" "$per_session" <<'PY'
 import sys
