@@ -4,11 +4,12 @@
 # one certificate (ECDSA P-256) for both, loaded by the same client
 # (ringpost-bench smtp --starttls --auth PLAIN).
 #
-#   bash bench/compare_tls.sh [--messages N] [--sessions N] [--per-session N] [--keep]
+#   bash bench/compare_tls.sh [--messages N] [--sessions N] [--per-session N] [--threads N] [--keep]
 #
 # --per-session 1 (the default) makes every message a new connection: a full TLS handshake,
 # AUTH and one message, so msgs/s is also handshakes/s. --per-session 0 keeps connections.
-# Prints msgs/s, server CPU per message and the ratio to Postfix. Postfix counts until its
+# --threads sets ringpost-bench's client threads [1].
+# Prints msgs/s, server and client CPU per message and the ratio to Postfix. Postfix counts until its
 # queue is empty (local delivery done); its CPU includes the auth-only Dovecot's. ringpostd
 # answers 250 after fdatasync.
 # Only loopback, only free high ports, own config and folders (no /etc, no system service);
@@ -20,12 +21,14 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 messages=2000
 sessions=20
 per_session=1
+threads=1
 keep=0
 while (($#)); do
   case $1 in
     --messages) messages=$2; shift 2 ;;
     --sessions) sessions=$2; shift 2 ;;
     --per-session) per_session=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare_tls: unknown option $1" >&2; exit 2 ;;
@@ -81,6 +84,9 @@ tree_ticks() {  # A process and its live children (exited ones are in its cutime
   echo "$total"
 }
 clk_tck=$(getconf CLK_TCK)
+reaped_ticks() {  # CPU of this shell's reaped children (ringpost-bench, when it has exited).
+  sed 's/.*) //' "/proc/$$/stat" | awk '{ print $14 + $15 }'
+}
 
 # ---- one certificate for both ----
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
@@ -233,28 +239,31 @@ postfix_queue_count() {
 }
 
 run() {  # NAME PORT PID [PID...]: the server's CPU is that of every PID's tree
-  local name=$1 port=$2 before=0 after=0 start end pid
+  local name=$1 port=$2 before=0 after=0 start end pid client_before client_after
   shift 2
   for pid in "$@"; do before=$((before + $(tree_ticks "$pid"))); done
   start=$(date +%s.%N)
-  "$bench" smtp --host 127.0.0.1 --port "$port" --starttls --auth PLAIN --user demo@example.test \
+  client_before=$(reaped_ticks)
+  "$bench" smtp --threads "$threads" --host 127.0.0.1 --port "$port" --starttls --auth PLAIN --user demo@example.test \
     --password demo --sessions "$sessions" --messages "$messages" --per-session "$per_session" \
     --size 4096 --from demo@example.test --to demo@example.test --to-spread 1 --timeout 60s \
     --quiet --json >"$work/$name.json" 2>"$work/$name.err" || log "$name: ringpost-bench reported errors"
+  client_after=$(reaped_ticks)
   if [[ $name == postfix ]]; then
     local drain=$SECONDS
     while (($(postfix_queue_count) > 0)) && ((SECONDS - drain < 120)); do sleep 0.2; done
   fi
   end=$(date +%s.%N)
   for pid in "$@"; do after=$((after + $(tree_ticks "$pid"))); done
-  python3 - "$work/$name.json" "$name" "$start" "$end" "$before" "$after" "$clk_tck" <<'PY' >>"$work/results"
+  python3 - "$work/$name.json" "$name" "$start" "$end" "$before" "$after" "$clk_tck" \
+    "$((client_after - client_before))" <<'PY' >>"$work/results"
 import json, sys
-path, name, start, end, before, after, tck = sys.argv[1:]
+path, name, start, end, before, after, tck, client = sys.argv[1:]
 data = json.load(open(path))
 ok = data.get("completed", 0)
 seconds = float(end) - float(start)
 cpu = (int(after) - int(before)) / float(tck)
-print("%s\t%d\t%.3f\t%.3f" % (name, ok, seconds, cpu))
+print("%s\t%d\t%.3f\t%.3f\t%.3f" % (name, ok, seconds, cpu, int(client) / float(tck)))
 PY
 }
 
@@ -267,13 +276,16 @@ rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines()]
 per = sys.argv[2]
 print("STARTTLS + AUTH PLAIN + one 4 KiB message%s" %
       (" per connection (msgs/s = handshakes/s)" if per == "1" else ", persistent connections"))
-print("%-10s %8s %9s %14s %10s" % ("server", "accepted", "msgs/s", "CPU ms/msg", "vs postfix"))
-base = None
-for name, ok, seconds, cpu in rows:
-    ok, seconds, cpu = int(ok), float(seconds), float(cpu)
+print("%-10s %8s %9s %10s %12s %10s %12s" % ("server", "accepted", "msgs/s", "vs postfix",
+      "CPU ms/msg", "CPU ratio", "client ms/msg"))
+base = base_cpu = None
+for name, ok, seconds, cpu, client in rows:
+    ok, seconds, cpu, client = int(ok), float(seconds), float(cpu), float(client)
     rate = ok / seconds if seconds > 0 else 0
+    per = 1000 * cpu / max(ok, 1)
     if name == "postfix":
-        base = rate
-    print("%-10s %8d %9.0f %14.3f %10s" % (name, ok, rate, 1000 * cpu / max(ok, 1),
-          "%.1fx" % (rate / base) if base else "-"))
+        base, base_cpu = rate, per
+    print("%-10s %8d %9.0f %10s %12.3f %10s %12.3f" % (name, ok, rate,
+          "%.2fx" % (rate / base) if base else "-", per,
+          "%.2fx" % (base_cpu / per) if base_cpu and per else "-", 1000 * client / max(ok, 1)))
 PY
