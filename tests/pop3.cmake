@@ -13,7 +13,7 @@ rp_fuzz_target(fuzz_pop3_session
 target_include_directories(fuzz_pop3_session PRIVATE ${CMAKE_SOURCE_DIR})
 
 # POP3 against the real daemon: poplib, smtplib, curl, fetchmail; multi-shard mail_access.
-rp_integration_test(pop3_integration SCRIPT integration/test_pop3.py TIMEOUT 600)
+rp_integration_test(pop3_integration SCRIPT integration/test_pop3.py TIMEOUT 600 SANITIZE)
 
 # Real mail clients over TLS: fetchmail, mbsync (isync), curl pop3/imap URLs.
 rp_integration_test(mail_clients_integration SCRIPT integration/test_mail_clients.py TIMEOUT 300)

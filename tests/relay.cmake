@@ -29,7 +29,7 @@ rp_unit_test(relay_connector_test
 rp_integration_test(relay_crash_integration SCRIPT integration/test_relay_crash.py TIMEOUT 300)
 
 # Outbound STARTTLS against a second ringpostd; the resolv.conf default for [dns] resolvers.
-rp_integration_test(relay_tls_integration SCRIPT integration/test_relay_tls.py TIMEOUT 300)
+rp_integration_test(relay_tls_integration SCRIPT integration/test_relay_tls.py TIMEOUT 300 SANITIZE)
 
 # core/tls_client against core/tls's server stream, in memory (opportunistic and verify).
 rp_unit_test(tls_client_test

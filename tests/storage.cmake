@@ -26,4 +26,4 @@ rp_fuzz_target(fuzz_segment
   SOURCES fuzz/fuzz_segment.cc
   LIBS rp_storage
   CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/segment)
-rp_integration_test(store_upkeep_integration SCRIPT integration/test_store_upkeep.py TIMEOUT 180)
+rp_integration_test(store_upkeep_integration SCRIPT integration/test_store_upkeep.py TIMEOUT 180 SANITIZE)

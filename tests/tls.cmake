@@ -12,7 +12,7 @@ rp_fuzz_target(fuzz_sasl
   LIBS rp_sasl
   CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/sasl)
 
-rp_integration_test(integration_tls SCRIPT integration/test_tls.py LABELS tls)
+rp_integration_test(integration_tls SCRIPT integration/test_tls.py LABELS tls SANITIZE)
 
 rp_unit_test(auth_scram_test
   SOURCES unit/auth_scram_test.cc

@@ -61,9 +61,10 @@ class DaemonShard final : public rp::ShardLocal {
 public:
     std::shared_ptr<const Settings> settings;
     std::unique_ptr<rp::EchoFactory> echo;
-    std::vector<std::unique_ptr<rp::smtp::SmtpFactory>> smtp;
-    // Destroyed first (members go in reverse order): the factories above refer to it.
+    // Destroyed last of the mail parts (members go in reverse order): everything below
+    // refers to it.
     std::unique_ptr<rp::mail::ShardMail> mail;
+    std::vector<std::unique_ptr<rp::smtp::SmtpFactory>> smtp;
     // Destroyed before `mail`, which it observes; the POP3 factories go before it.
     std::unique_ptr<rp::mail::MailAccess> access;
     // POP3 and IMAP logins (argon2id on the hash pool, throttled); the factories use it.

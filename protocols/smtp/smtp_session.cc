@@ -439,23 +439,10 @@ private:
                                                job_->body.size());
         Status s = factory_.mail().store().body_append_copy(job_->writer, bytes);
         if (s != Status::ok) job_->failed = s;
+        factory_.body_stats().copied_bytes += bytes.size();
         job_->body.clear();
     }
 
-    SmtpFactory& factory_;
-    std::optional<SmtpServer> server_;
-    SessionHandle handle_;
-    std::string client_address_;
-    std::string output_;
-    MessageJob* job_ = nullptr;
-    std::uint64_t data_since_arm_ = 0;
-    bool trusted_ = false;
-    bool output_paused_ = false;
-    std::uint64_t throttle_key_ = 0;
-        factory_.body_stats().copied_bytes += bytes.size();
-    std::uint64_t auth_ticket_ = 0;      // A password check in flight.
-    std::string auth_user_;              // The user of the AUTH in flight (for the log).
-    bool auth_delayed_ = false;          // A failed AUTH waits for its delay.
     // Writes the pieces collected from the current receive buffer, zero copy: the log
     // writes them from the buffer, which the hold returns to its ring afterwards.
     void append_pending() {
@@ -478,12 +465,12 @@ private:
         pending_.clear();
     }
 
-    SmtpAuthOutcome auth_outcome_ = SmtpAuthOutcome::bad;
-};
-
-void MessageJob::durable(Status status) {
-    if (session != nullptr) session->committed(*this, status);
-    delete this;
+    SmtpFactory& factory_;
+    std::optional<SmtpServer> server_;
+    SessionHandle handle_;
+    std::string client_address_;
+    std::string output_;
+    MessageJob* job_ = nullptr;
     // Zero-copy DATA, valid during on_bytes only: the input, the buffer holding it, the hold
     // that borrowed that buffer, and the body pieces in it not yet handed to the store.
     std::span<const std::byte> input_;
@@ -491,13 +478,30 @@ void MessageJob::durable(Status status) {
     BufferHold* hold_ = nullptr;
     BufferHold* hold_unused_ = nullptr;  // See on_bytes.
     std::vector<iovec> pending_;
+    std::uint64_t data_since_arm_ = 0;
+    bool trusted_ = false;
+    bool output_paused_ = false;
+    std::uint64_t throttle_key_ = 0;
+    std::uint64_t auth_ticket_ = 0;      // A password check in flight.
+    std::string auth_user_;              // The user of the AUTH in flight (for the log).
+    bool auth_delayed_ = false;          // A failed AUTH waits for its delay.
+    SmtpAuthOutcome auth_outcome_ = SmtpAuthOutcome::bad;
+};
+
+void MessageJob::durable(Status status) {
+    if (session != nullptr) session->committed(*this, status);
+    delete this;
 }
 
 }  // namespace
 
 SmtpFactory::SmtpFactory(mail::ShardMail& mail, SessionDriver& driver,
                          const config::Settings& settings, std::string kind)
-    : mail_(mail), driver_(driver), timeouts_(settings.smtp.timeouts), kind_(std::move(kind)) {
+    : mail_(mail),
+      shard_index_(mail.shard_index()),
+      driver_(driver),
+      timeouts_(settings.smtp.timeouts),
+      kind_(std::move(kind)) {
     server_config_.hostname = settings.server.hostname;
     server_config_.message_bytes_max = settings.smtp.message_bytes_max;
     server_config_.recipients_max = settings.smtp.recipients_max;
@@ -513,6 +517,13 @@ SmtpFactory::SmtpFactory(mail::ShardMail& mail, SessionDriver& driver,
                     " Error: too many connections from your address\r\n";
 }
 
+SmtpFactory::~SmtpFactory() {
+    if (body_stats_.buffers_held == 0 && body_stats_.copied_bytes == 0) return;
+    log::info("shard {}: {}: body bytes zero-copy {} from {} receive buffers, copied {}",
+              shard_index_, kind_, body_stats_.zero_copy_bytes, body_stats_.buffers_held,
+              body_stats_.copied_bytes);
+}
+
 std::size_t SmtpFactory::session_bytes() const { return sizeof(SmtpSession); }
 std::size_t SmtpFactory::session_align() const { return alignof(SmtpSession); }
 ProtocolSession* SmtpFactory::create(void* storage) { return new (storage) SmtpSession(*this); }
@@ -526,13 +537,6 @@ std::uint64_t SmtpFactory::auth_ticket_add(void* session) {
 
 void* SmtpFactory::auth_ticket_take(std::uint64_t ticket) {
     auto it = auth_pending_.find(ticket);
-SmtpFactory::~SmtpFactory() {
-    if (body_stats_.buffers_held == 0 && body_stats_.copied_bytes == 0) return;
-    log::info("shard {}: {}: body bytes zero-copy {} from {} receive buffers, copied {}",
-              mail_.shard_index(), kind_, body_stats_.zero_copy_bytes, body_stats_.buffers_held,
-              body_stats_.copied_bytes);
-}
-
     if (it == auth_pending_.end()) return nullptr;
     void* session = it->second;
     auth_pending_.erase(it);

@@ -86,6 +86,7 @@ public:
 private:
     BodyStats body_stats_;
     mail::ShardMail& mail_;
+    unsigned shard_index_;  // Kept: the ShardMail may be gone when the factory is destroyed.
     SessionDriver& driver_;
     SmtpServerConfig server_config_;
     config::SmtpTimeouts timeouts_;
