@@ -200,6 +200,17 @@ class Daemon:
         return False
 
 
+def stop_checked(d, *folders):
+    """Stops a class-wide daemon, removes `folders`, and fails if it did not exit 0."""
+    code = d.stop()
+    log = d.log()
+    d.__exit__(None, None, None)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    if code != 0:
+        raise AssertionError("ringpostd exit code %r\n%s" % (code, log))
+
+
 def run_daemon_once(config_text, args=(), timeout=20.0, config_path=None):
     """Runs ringpostd with `args` + --config to completion: (exit code, output).
     `config_path` replaces the written config (e.g. a file that does not exist)."""

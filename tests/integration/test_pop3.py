@@ -402,12 +402,7 @@ class Pop3TlsTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        code = cls.d.stop()
-        log = cls.d.log()
-        cls.d.__exit__(None, None, None)
-        shutil.rmtree(cls.pki, ignore_errors=True)
-        if code != 0:
-            raise AssertionError("ringpostd exit code %r\n%s" % (code, log))
+        harness.stop_checked(cls.d, cls.pki)
 
     def setUp(self):
         self.assertIsNone(self.d.process.poll(), "ringpostd died:\n" + self.d.log())

@@ -414,12 +414,7 @@ class ScramTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        code = cls.d.stop()
-        log = cls.d.log()
-        cls.d.__exit__(None, None, None)
-        shutil.rmtree(cls.pki, ignore_errors=True)
-        if code != 0:
-            raise AssertionError("ringpostd exit code %r\n%s" % (code, log))
+        harness.stop_checked(cls.d, cls.pki)
 
     def tool(self, *args, password=None):
         return subprocess.run([harness.binary("ringpost"), "--config", self.d.config_path]
@@ -600,12 +595,7 @@ class TlsSniAndTicketsTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        code = cls.d.stop()
-        log = cls.d.log()
-        cls.d.__exit__(None, None, None)
-        shutil.rmtree(cls.pki, ignore_errors=True)
-        if code != 0:
-            raise AssertionError("ringpostd exit code %r\n%s" % (code, log))
+        harness.stop_checked(cls.d, cls.pki)
 
     # Proves SNI selection with openssl s_client -servername: the named certificate for its
     # names (exact and wildcard), the default for an unknown name or none, and a listener's
