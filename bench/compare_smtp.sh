@@ -3,7 +3,8 @@
 # protocol's ceiling), a real Postfix delivering to a local mailbox (durable accept), and
 # ringpostd, each driven by Postfix's smtp-source and by ringpost-bench, in one run,
 # alternating. Prints a table: msgs/s, ratio vs Postfix, server and client CPU per message, p99
-# accept latency (from ringpost-bench).
+# accept latency (from ringpost-bench), and the memory per idle SMTP connection (Postfix and
+# ringpostd: PSS growth of the server's whole process tree with --idle N connections open).
 #
 # Everything runs on loopback, from a temporary folder, on free ports. The script installs
 # Postfix from Debian if it is missing (configured as "No configuration": nothing system-wide
@@ -25,10 +26,13 @@
 #   --clients LIST    comma list of smtp-source,ringpost-bench [smtp-source,ringpost-bench]
 #   --bench-threads T ringpost-bench --threads [1, like smtp-source's one process]
 #   --pipelining      also pass --pipelining to ringpost-bench (smtp-source never pipelines)
+#   --idle N          idle SMTP connections (greeting read, EHLO answered) held open for the
+#                     memory figure, before the throughput runs; 0 = skip [500]
 #   --drain-timeout S how long to wait for Postfix's queue to empty after a run [300]
 #   --keep            keep the temporary folder (logs, mailbox) and print its path
 # Environment: RP_BENCH (ringpost-bench binary), RP_RINGPOSTD (ringpostd binary),
-#   RP_RINGPOSTD_CONFIG (a config template with @PORT@ and @DATA@ placeholders).
+#   RP_RINGPOSTD_CONFIG (a config template with @PORT@ and @DATA@ placeholders), RP_BUILD_DIR
+#   (where tools/ringpostd and tools/ringpost-bench are, if RP_BENCH/RP_RINGPOSTD are unset).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,6 +46,7 @@ clients=smtp-source,ringpost-bench
 bench_threads=1
 pipelining=0
 drain_timeout=300
+idle=500
 keep=0
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
@@ -57,6 +62,7 @@ while (($# > 0)); do
     --bench-threads) bench_threads=$2; shift 2 ;;
     --pipelining) pipelining=1; shift ;;
     --drain-timeout) drain_timeout=$2; shift 2 ;;
+    --idle) idle=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     -h|--help) usage 0 ;;
     *) echo "compare_smtp: unknown option $1" >&2; usage 2 ;;
@@ -82,7 +88,7 @@ command -v python3 >/dev/null || die "python3 is needed to read ringpost-bench's
 
 bench=${RP_BENCH:-}
 if [[ -z $bench ]]; then
-  for candidate in "$root/build/tools/ringpost-bench" "$root/build-bench/tools/ringpost-bench"; do
+  for candidate in ${RP_BUILD_DIR:+"$RP_BUILD_DIR/tools/ringpost-bench"} "$root/build/tools/ringpost-bench" "$root/build-bench/tools/ringpost-bench"; do
     if [[ -x $candidate ]]; then bench=$candidate; break; fi
   done
 fi
@@ -92,7 +98,8 @@ if [[ -z $bench && $clients == *ringpost-bench* ]]; then
   cmake --build "$root/build" --target ringpost-bench >/dev/null
   bench=$root/build/tools/ringpost-bench
 fi
-ringpostd=${RP_RINGPOSTD:-$root/build/tools/ringpostd}
+ringpostd=${RP_RINGPOSTD:-${RP_BUILD_DIR:-$root/build}/tools/ringpostd}
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true  # --idle N connections, both ends.
 
 # ---- our processes and folder, and nothing else ----
 work=$(mktemp -d /tmp/rp-compare-smtp.XXXXXX)
@@ -201,6 +208,10 @@ biff = no
 maillog_file_prefixes = /var, /dev/stdout, /tmp
 maillog_file = $base/maillog
 smtpd_banner = \$myhostname ESMTP
+# One smtpd process per connection: room for --idle connections (loopback is in mynetworks,
+# so anvil's per-client limits do not apply; said again here).
+default_process_limit = $((idle + 150))
+smtpd_client_connection_count_limit = 0
 EOF
   # Local delivery of every test message to one mbox file.
   echo "bench: $base/mail/bench.mbox" >"$base/etc/aliases"
@@ -347,6 +358,121 @@ print("%.3f %d" % (r["latency_ms"]["accept"]["p99"], r["error_count"] + r["faile
   log "round $round: $client -> $target: ${wall}s for $messages messages (errors: $errors)"
 }
 
+# ---- memory per idle connection ----
+# PSS (KiB) of a process and all its descendants, and how many processes that is: Postfix runs
+# one smtpd per connection under its master.
+tree_pss() {
+  python3 - "$1" <<'PYEOF'
+import os, sys
+children = {}
+for entry in os.listdir("/proc"):
+    if entry.isdigit():
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+        except OSError:
+            pass
+todo, total, count = [int(sys.argv[1])], 0, 0
+while todo:
+    pid = todo.pop()
+    todo.extend(children.get(pid, []))
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    count += 1
+                    break
+    except OSError:
+        pass
+print(total, count)
+PYEOF
+}
+
+# Opens N connections one after another, reads each greeting, sends EHLO and reads its reply
+# (every wait bounded), writes "ready OPEN" to READY_FILE, holds them until STOP_FILE exists
+# (at most HOLD seconds), then closes them.
+cat >"$work/idle.py" <<'PYEOF'
+import os, socket, sys, time
+port, count, ready_file, stop_file, hold = (int(sys.argv[1]), int(sys.argv[2]), sys.argv[3],
+                                            sys.argv[4], float(sys.argv[5]))
+deadline = time.monotonic() + 120
+def reply(sock):  # Reads until the last line of a reply ("NNN " after any "NNN-" lines).
+    data = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise OSError("connection closed")
+        data += chunk
+        for line in data.split(b"\r\n")[:-1]:
+            if len(line) >= 4 and line[3:4] == b" ":
+                return line
+socks, failed = [], ""
+for i in range(count):
+    if time.monotonic() > deadline:
+        failed = "time limit after %d connections" % i
+        break
+    s = None
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if not reply(s).startswith(b"220"):
+            raise OSError("no 220 greeting")
+        s.sendall(b"EHLO idle.bench.test\r\n")
+        if not reply(s).startswith(b"250"):
+            raise OSError("EHLO refused")
+        socks.append(s)
+    except OSError as e:
+        failed = "connection %d: %s" % (i + 1, e)
+        if s is not None:
+            s.close()
+        break
+with open(ready_file + ".tmp", "w") as f:
+    f.write("ready %d %s\n" % (len(socks), failed))
+os.rename(ready_file + ".tmp", ready_file)
+end = time.monotonic() + hold
+while not os.path.exists(stop_file) and time.monotonic() < end:
+    time.sleep(0.1)
+for s in socks:
+    try:
+        s.sendall(b"QUIT\r\n")
+    except OSError:
+        pass
+    s.close()
+PYEOF
+
+idle_results=$work/idle.tsv
+: >"$idle_results"
+idle_run() {  # TARGET PORT PID
+  local target=$1 port=$2 pid=$3 before during processes_before processes opened note
+  local ready=$work/idle-$target.ready stop=$work/idle-$target.stop
+  read -r before processes_before < <(tree_pss "$pid")
+  python3 "$work/idle.py" "$port" "$idle" "$ready" "$stop" 180 >"$work/idle-$target.log" 2>&1 &
+  local helper=$!
+  pids+=("$helper")
+  local deadline=$((SECONDS + 150))
+  until [[ -s $ready ]]; do
+    if ((SECONDS > deadline)) || ! kill -0 "$helper" 2>/dev/null; then break; fi
+    sleep 0.2
+  done
+  if [[ ! -s $ready ]]; then
+    touch "$stop"
+    wait "$helper" || true
+    die "idle $target: the helper did not report: $(tail -3 "$work/idle-$target.log")"
+  fi
+  sleep 2  # Let the server settle (Postfix's master has forked every smtpd by now).
+  read -r during processes < <(tree_pss "$pid")
+  read -r _ opened note <"$ready"
+  touch "$stop"
+  wait "$helper" || log "idle $target: helper exit status $?"
+  [[ -n $note ]] && log "idle $target: stopped early: $note"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$opened" "$before" "$during" \
+    "$processes_before" "$processes" >>"$idle_results"
+  log "idle $target: $opened connections: PSS $before -> $during KiB" \
+    "($processes_before -> $processes processes)"
+  sleep 1  # Postfix: let the smtpd processes read the QUITs before the load runs.
+}
+
 # ---- the run ----
 IFS=, read -ra target_list <<<"$targets"
 IFS=, read -ra client_list <<<"$clients"
@@ -360,6 +486,18 @@ for target in "${target_list[@]}"; do
 done
 if [[ -n $ringpostd_skip && $targets == *ringpostd* ]]; then
   log "ringpostd: skipped: $ringpostd_skip"
+fi
+
+# Idle connections first, on servers at rest: after the load, Postfix would hand the new
+# connections to the smtpd processes the load left waiting, hiding their memory.
+if ((idle > 0)); then
+  for target in "${target_list[@]}"; do
+    case $target in
+      postfix) idle_run postfix "$postfix_port" "$postfix_pid" ;;
+      ringpostd)
+        if [[ -z $ringpostd_skip ]]; then idle_run ringpostd "$ringpostd_port" "$ringpostd_pid"; fi ;;
+    esac
+  done
 fi
 
 for ((round = 1; round <= rounds; round++)); do
@@ -433,3 +571,12 @@ print("msgs/s: messages / client wall time. srv ms/msg: CPU of the server's proc
 if skip:
     print("ringpostd: skipped: " + skip)
 EOF
+while IFS=$'\t' read -r target opened before during processes_before processes; do
+  awk -v t="$target" -v n="$opened" -v b="$before" -v d="$during" -v pb="$processes_before" \
+    -v p="$processes" 'BEGIN { printf "smtp-idle %-9s %5d connections, %d -> %d processes: PSS %d -> %d KiB = %.1f KiB per connection\n", t, n, pb, p, b, d, (n > 0 ? (d - b) / n : 0) }'
+done <"$idle_results"
+if [[ -s $idle_results ]]; then
+  echo "smtp-idle: connections that read the greeting and had EHLO answered, held open; PSS of" \
+    "the server's whole process tree (Postfix: master and an smtpd per connection) before and" \
+    "with them open, over the number of connections."
+fi
