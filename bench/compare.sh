@@ -42,13 +42,14 @@ export RP_BUILD_DIR=${RP_BUILD_DIR:-$root/build}
 export RP_BENCH=${RP_BENCH:-$RP_BUILD_DIR/tools/ringpost-bench}
 export RP_RINGPOSTD=${RP_RINGPOSTD:-$RP_BUILD_DIR/tools/ringpostd}
 for tool in "$RP_BENCH" "$RP_RINGPOSTD"; do
-  [[ -x $tool ]] || { log "no $tool (build ringpostd and ringpost-bench, or set RP_BUILD_DIR)"; exit 1; }
+  [[ -x $tool ]] || { log "no $tool (build ringpostd and ringpost-bench, or set RP_BUILD_DIR)"
+    exit 1; }
 done
 
 quick_args() {  # NAME: bounded sizes for --quick
   case $1 in
     smtp) echo --messages 2000 --sessions 10 --idle 200 ;;
-    access) echo --messages 1000 --idle 200 --rounds 1 ;;
+    access) echo --messages 2000 --idle 200 --rounds 1 ;;
     relay) echo --messages 2000 --sessions 20 --domains 20 --rounds 1 --timeout 300 ;;
     tls) echo --messages 500 --sessions 10 ;;
   esac
@@ -73,7 +74,8 @@ for name in "${names[@]}"; do
   [[ -f $script ]] || { log "no $script"; exit 2; }
   args=()
   if ((quick)); then read -ra args <<<"$(quick_args "$name")"; fi
-  log "$(date -u +%H:%M:%S) running bench/compare_$name.sh ${args[*]} (load $(cut -d' ' -f1-3 /proc/loadavg))"
+  log "$(date -u +%H:%M:%S) running bench/compare_$name.sh ${args[*]}" \
+    "(load $(cut -d' ' -f1-3 /proc/loadavg))"
   echo "==== bench/compare_$name.sh ${args[*]}"
   set +e
   bash "$script" "${args[@]}" 2> >(tee "$work/$name.err" >&2) | tee "$work/$name.out"
@@ -87,9 +89,11 @@ for name in "${names[@]}"; do
 done
 
 echo
-echo "==== summary: ringpostd against Postfix / Dovecot (ratio = ringpostd's throughput over the other's)"
+echo "==== summary: ringpostd against Postfix / Dovecot" \
+  "(ratio = ringpostd's throughput over the other's)"
 echo "started $started, ended $(date -u '+%Y-%m-%d %H:%M:%S UTC'); $(nproc) cores;" \
-  "load average before $load_before, after $(cut -d' ' -f1-3 /proc/loadavg)$( ((quick)) && echo "; --quick sizes")"
+  "load average before $load_before, after $(cut -d' ' -f1-3 /proc/loadavg)" \
+  "$( ((quick)) && echo "(--quick sizes)")"
 python3 - "$work" "${names[@]}" <<'PYEOF'
 import os, re, sys
 work, names = sys.argv[1], sys.argv[2:]
@@ -216,7 +220,9 @@ for r in rows:
 print("ms/msg: server CPU (whole process tree; Postfix until its queue drained) per message. "
       "KiB/conn: PSS growth of the server's process tree per idle connection. p99: from "
       "ringpost-bench (SMTP: final dot to 250). imap flags: ratio of times (Dovecot's over "
-      "ringpostd's). Figures come from each script's own table above.")
+      "ringpostd's). CPU is counted in clock ticks (1/%d s): with --quick sizes a server that "
+      "spends little CPU shows in steps. Figures come from each script's own table above."
+      % os.sysconf("SC_CLK_TCK"))
 PYEOF
 
 if ((${#failed[@]} > 0)); then

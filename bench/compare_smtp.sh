@@ -88,7 +88,8 @@ command -v python3 >/dev/null || die "python3 is needed to read ringpost-bench's
 
 bench=${RP_BENCH:-}
 if [[ -z $bench ]]; then
-  for candidate in ${RP_BUILD_DIR:+"$RP_BUILD_DIR/tools/ringpost-bench"} "$root/build/tools/ringpost-bench" "$root/build-bench/tools/ringpost-bench"; do
+  for candidate in ${RP_BUILD_DIR:+"$RP_BUILD_DIR/tools/ringpost-bench"} \
+      "$root/build/tools/ringpost-bench" "$root/build-bench/tools/ringpost-bench"; do
     if [[ -x $candidate ]]; then bench=$candidate; break; fi
   done
 fi
@@ -495,7 +496,9 @@ if ((idle > 0)); then
     case $target in
       postfix) idle_run postfix "$postfix_port" "$postfix_pid" ;;
       ringpostd)
-        if [[ -z $ringpostd_skip ]]; then idle_run ringpostd "$ringpostd_port" "$ringpostd_pid"; fi ;;
+        if [[ -z $ringpostd_skip ]]; then
+          idle_run ringpostd "$ringpostd_port" "$ringpostd_pid"
+        fi ;;
     esac
   done
 fi
@@ -573,7 +576,10 @@ if skip:
 EOF
 while IFS=$'\t' read -r target opened before during processes_before processes; do
   awk -v t="$target" -v n="$opened" -v b="$before" -v d="$during" -v pb="$processes_before" \
-    -v p="$processes" 'BEGIN { printf "smtp-idle %-9s %5d connections, %d -> %d processes: PSS %d -> %d KiB = %.1f KiB per connection\n", t, n, pb, p, b, d, (n > 0 ? (d - b) / n : 0) }'
+    -v p="$processes" 'BEGIN {
+      printf "smtp-idle %-9s %5d connections, %d -> %d processes:", t, n, pb, p
+      printf " PSS %d -> %d KiB", b, d
+      printf " = %.1f KiB per connection\n", (n > 0 ? (d - b) / n : 0) }'
 done <"$idle_results"
 if [[ -s $idle_results ]]; then
   echo "smtp-idle: connections that read the greeting and had EHLO answered, held open; PSS of" \
