@@ -192,11 +192,17 @@ TEST_F(LoginCheckerTest, FullPoolIsFull) {
         answers.push_back(std::make_unique<Answer>());
         futures.push_back(answers.back()->promise.get_future());
     }
+    // The pool's one thread is held busy until every check was submitted, so the outcome
+    // does not depend on how fast it runs: one check queues, the others find it full.
+    std::promise<void> gate;
+    std::shared_future<void> opened = gate.get_future().share();
+    ASSERT_EQ(small.submit("{plain}x", "x", [opened](bool) { opened.wait(); }), Status::ok);
     on_shard([&] {
         for (auto& a : answers) {
             checker_->check(LoginAttempt{"plain@example.test", "pw", nullptr, 31}, *a);
         }
     });
+    gate.set_value();
     int full = 0;
     for (auto& f : futures) {
         ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
