@@ -118,7 +118,15 @@ def wait_mailbox(daemon, account, count, name="INBOX", timeout=20.0):
     spool; delivery into a mailbox owned by another shard follows within moments)."""
     deadline = time.monotonic() + timeout
     while True:
-        messages = mailbox(daemon, account, name)
+        try:
+            messages = mailbox(daemon, account, name)
+        except RuntimeError:
+            # The read-only tool can race the daemon's store upkeep (a snapshot replacing
+            # segments while it reads) and see an incomplete store: read again.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+            continue
         if len(messages) >= count or time.monotonic() > deadline:
             return messages
         time.sleep(0.05)
