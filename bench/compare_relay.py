@@ -199,7 +199,7 @@ class Ringpostd:
         extra = ("\n[dns]\nresolvers = [\"127.0.0.1:%d\"]\n\n[relay]\nport = %d\n"
                  "retry_schedule_s = [5]\n%s" % (dns_port, sink_port, relay_extra))
         text = smtp_config(self.port, trusted=("127.0.0.1/32",), extra=extra)
-        text = text.replace('log_level = "info"', 'log_level = "warn"')
+        text = text.replace('log_level = "info"', 'log_level = "%s"' % os.environ.get("RP_BENCH_LOG", "warn"))
         self.d = harness.Daemon(config_text=text, wait_ports=[self.port])
         self.d.start()
         self.pid = self.d.process.pid

@@ -67,6 +67,15 @@ std::vector<LimitAction> DestinationLimits::release(unsigned from, const std::st
     return out;
 }
 
+bool DestinationLimits::contended(unsigned holder, const std::string& domain) const {
+    RP_ASSERT(holder < shard_count_);
+    auto it = counters_.find(domain);
+    if (it == counters_.end()) return false;
+    const Counter& c = it->second;
+    return std::any_of(c.waiters.begin(), c.waiters.end(),
+                       [&](unsigned w) { return w != holder; });
+}
+
 unsigned DestinationLimits::count(const std::string& domain) const {
     auto it = counters_.find(domain);
     return it == counters_.end() ? 0 : it->second.count;

@@ -21,6 +21,14 @@ namespace rp::smtp {
 
 namespace {
 
+// Per-destination limit messages (kind): shard -> owner, owner -> shard.
+constexpr std::uint32_t limit_acquire = 1;
+constexpr std::uint32_t limit_grant = 2;
+constexpr std::uint32_t limit_release = 3;
+constexpr std::uint32_t limit_yield_request = 4;
+constexpr std::uint32_t limit_idle = 5;       // A connection went idle: contended?
+constexpr std::uint32_t limit_drop_idle = 6;  // Yes: close an idle one.
+
 std::string domain_of(std::string_view address) {
     const auto at = address.rfind('@');
     if (at == std::string_view::npos) return {};
@@ -202,6 +210,8 @@ public:
     void on_connected(Status status) override {
         if (status != Status::ok) return;  // on_closed follows and moves on.
         ++agent_.stats_.connections;
+        jobs_here_ = 0;
+        connected_ns_ = reactor().now_ns();
         log::info("relay: connected to {} for {}", remote_, domain_);
         client_.emplace(plaintext_ ? agent_.options_.client_plain : agent_.options_.client);
         phase_ = Phase::session;
@@ -276,6 +286,15 @@ public:
 
     // ---- Timer ----
     void on_timer() override {
+        if (phase_ == Phase::idle && !idle_noticed_ &&
+            agent_.options_.connection_idle_ms > idle_notice_ms) {
+            // Idle for a while (not just between two messages): if another shard waits for
+            // a connection to this domain, the owner has this one closed (limit_drop_idle).
+            idle_noticed_ = true;
+            arm(agent_.options_.connection_idle_ms - idle_notice_ms);
+            agent_.limit_post(agent_.limit_owner(domain_), limit_idle, domain_);
+            return;
+        }
         if (phase_ == Phase::idle) {
             agent_.idle_remove(*this);
             quit_idle(false);
@@ -317,7 +336,8 @@ private:
             stop();
             return;
         }
-        if (client_ && client_->ready() && !connection_.idle() && agent_.yield_take(domain_)) {
+        if (client_ && client_->ready() && !connection_.idle() && yield_due() &&
+            agent_.yield_take(domain_)) {
             send_quit();  // Another shard waits for a connection to this domain.
             return;
         }
@@ -330,7 +350,8 @@ private:
                     // Kept for the next job of this domain (resume), or QUIT on the timer.
                     phase_ = Phase::idle;
                     idle_since_ns_ = reactor().now_ns();
-                    arm(agent_.options_.connection_idle_ms);
+                    idle_noticed_ = false;
+                    arm(std::min(idle_notice_ms, agent_.options_.connection_idle_ms));
                     return;
                 }
                 send_quit();
@@ -343,6 +364,13 @@ private:
             return;
         }
         load_body();
+    }
+
+    // A connection yields to another shard only after it was worth opening (a few messages
+    // or some time): else a limit of 1 with mail on two shards swaps it every message.
+    bool yield_due() {
+        return jobs_here_ >= yield_after_jobs ||
+               reactor().now_ns() - connected_ns_ >= yield_after_ms * 1'000'000ull;
     }
 
     void send_quit() {
@@ -596,6 +624,7 @@ private:
         message.eight_bit = eight_bit_;  // Every piece was looked at (piece_ready).
         message.body_bytes = handle_.bytes;
         ++agent_.stats_.transactions;
+        ++jobs_here_;
         client_->send(std::move(message));
         progress();
     }
@@ -748,10 +777,16 @@ private:
     MxResult mx_;
     std::size_t target_index_ = 0, address_index_ = 0;
     unsigned reconnects_ = 0;
+    unsigned jobs_here_ = 0;           // Transactions on this connection.
+    std::uint64_t connected_ns_ = 0;
+    static constexpr unsigned yield_after_jobs = 20;
+    static constexpr std::uint64_t yield_after_ms = 500;
     bool ever_ready_ = false;
     bool stopping_ = false;
     bool evicted_ = false;
     std::uint64_t idle_since_ns_ = 0;
+    bool idle_noticed_ = false;  // The owner heard that this connection is idle.
+    static constexpr std::uint64_t idle_notice_ms = 200;
     bool reading_ = false;
     std::string remote_;
     std::string host_;  // The MX host name connected to (SNI, verification).
@@ -778,14 +813,6 @@ private:
     std::vector<std::byte> record_;
     std::size_t record_filled_ = 0;
 };
-
-namespace {
-// Per-destination limit messages (kind): shard -> owner, owner -> shard.
-constexpr std::uint32_t limit_acquire = 1;
-constexpr std::uint32_t limit_grant = 2;
-constexpr std::uint32_t limit_release = 3;
-constexpr std::uint32_t limit_yield_request = 4;
-}  // namespace
 
 // Owned by the CrossMessage that carries it (freed by the handler or on discard).
 struct RelayAgent::LimitMessage {
@@ -976,14 +1003,15 @@ void RelayAgent::pump() {
     if (blocked > evicting_) evict_idle(blocked - evicting_);
 }
 
-// Asks the owner for connections while jobs wait (busy connections count: each holds a
-// job), within the shard's free slots; gives back permits nobody uses.
+// Asks the owner for one more connection while jobs wait (busy connections count: each
+// holds a job), within the shard's free slots; gives back permits nobody uses. One ask at
+// a time per domain: domains ramp up evenly (a grant pumps again), and a shard that waits
+// at the owner holds one slot for it, not the domain's whole limit.
 void RelayAgent::pump_permits(const std::string& domain, Destination& d) {
-    if (!stopping_) {
+    if (!stopping_ && d.requested == 0) {
         const std::size_t want = std::min<std::size_t>(d.active + d.waiting.size(), options_.per_destination_max);
         const std::size_t used = deliveries_.size() + requested_total_;
-        std::size_t room = used < options_.deliveries_max ? options_.deliveries_max - used : 0;
-        for (std::size_t have = d.permits + d.requested; have < want && room > 0; ++have, --room) {
+        if (d.permits < want && used < options_.deliveries_max) {
             ++d.requested;
             ++requested_total_;
             limit_post(limit_owner(domain), limit_acquire, domain);
@@ -1044,6 +1072,17 @@ void RelayAgent::limit_handle(unsigned from, std::uint32_t kind, const std::stri
         case limit_release: limit_actions(limits_.release(from, domain), domain); return;
         case limit_grant: limit_granted(domain); return;
         case limit_yield_request: limit_yield(domain); return;
+        case limit_idle:
+            if (limits_.contended(from, domain)) limit_post(from, limit_drop_idle, domain);
+            return;
+        case limit_drop_idle: {
+            auto it = destinations_.find(domain);
+            if (it == destinations_.end() || it->second.idle.empty()) return;
+            Delivery* delivery = it->second.idle.front();
+            idle_remove(*delivery);
+            delivery->quit_idle(false);
+            return;
+        }
         default: log::error("relay: unknown limit message {}", kind);
     }
 }

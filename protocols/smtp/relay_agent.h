@@ -65,7 +65,7 @@ struct RelayOptions {
     std::vector<std::uint64_t> retry_schedule_s = {300};
     std::uint64_t max_lifetime_s = 5 * 24 * 3600;
     std::uint64_t connect_timeout_ms = 30'000;
-    unsigned deliveries_max = 64;
+    unsigned deliveries_max = 256;
     unsigned per_destination_max = 4;
     std::uint16_t port = 25;
     std::uint64_t scan_interval_ms = 1'000;

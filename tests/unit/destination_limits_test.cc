@@ -31,8 +31,11 @@ TEST(DestinationLimits, LimitOverAllShardsAndGrantOnRelease) {
     EXPECT_EQ(a[0].kind, Kind::grant);
     EXPECT_EQ(a[0].shard, 1u);
     EXPECT_EQ(limits.count("d.test"), 2u);
+    EXPECT_FALSE(limits.contended(0, "d.test"));
     // Fair shares: shard 1 holds 1 and shard 0 holds 1: a further ask waits without a yield.
     EXPECT_TRUE(limits.acquire(1, "d.test").empty());
+    EXPECT_TRUE(limits.contended(0, "d.test"));
+    EXPECT_FALSE(limits.contended(1, "d.test"));  // Only shard 1 waits.
     // Other domains count apart.
     a = limits.acquire(1, "other.test");
     ASSERT_EQ(a.size(), 1u);
@@ -78,6 +81,7 @@ TEST(DestinationLimits, YieldsOnlyToFairShares) {
         }
     }
     EXPECT_EQ(yields, 2u);
+
 }
 
 // Proves every shard agrees on a domain's owner and owners spread over the shards.
