@@ -12,18 +12,21 @@
 //   into jobs: one message, one domain, all its due recipients there (one transaction).
 //   Per shard at most deliveries_per_shard_max deliveries run; per destination domain at
 //   most deliveries_per_destination_max over all shards: a shard asks the domain's owner
-//   shard (DestinationLimits, by cross-core message) before it connects and tells it after
-//   it closed; a shard that must wait makes the biggest holder yield a connection after
-//   its current message. A
-//   delivery resolves MX (cached), reads the body's first piece through the shard's Io
-//   (its header is kept for a DSN), connects to the MX addresses in order (next one on a
+//   shard (DestinationLimits, by cross-core message; one ask at a time per domain) before
+//   it connects and tells it after it closed. A shard that must wait makes the biggest
+//   holder yield connections down to fair shares (each after 20 messages or 500 ms on it,
+//   so a limit of 1 does not swap shards every message), and a connection of another
+//   shard idle for 200 ms closes at once. A delivery resolves MX (cached), reads the
+//   body's pieces through the shard's Io (the header is kept for a DSN; the rest is
+//   looked at for 8-bit bytes before MAIL: BODY=8BITMIME only then), connects to the MX addresses in order (next one on a
 //   connect failure, timeout or refused greeting), STARTTLS when offered ([relay] tls:
 //   "may" = opportunistic without verification and clear text after a failed handshake;
 //   "verify" = required and verified), sends the job, streaming the body piece by piece
 //   (dot-stuffed on the fly, at most one piece read ahead of the socket's queue), then the
 //   next job of its domain on the same connection. With no job left the connection stays
-//   open and idle for connection_idle_ms: a job for its domain in that time reuses it
-//   (the most recently idle first); then QUIT (RFC 5321 4.1.1.10: QUIT before closing).
+//   open and idle for connection_idle_ms (unless its last transaction failed): a job for
+//   its domain in that time reuses it (the most recently idle first); then QUIT (RFC 5321
+//   4.1.1.10: QUIT before closing; at shutdown too, waiting at most quit_grace_ms).
 //   When every delivery slot of the shard is taken and a domain with no connection has
 //   jobs, the longest idle connection of another domain QUITs to make room.
 // Memory: nothing per message is held for spool entries that are not due (a scan takes at

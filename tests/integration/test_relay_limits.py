@@ -153,13 +153,13 @@ class RelayLimitsTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.dns.stop()
 
-    def relay(self, more_relay=""):
+    def relay(self, more_relay="", cores=2):
         port, = harness.free_ports(1)
         extra = ("\n[dns]\nresolvers = [\"127.0.0.1:%d\"]\ntimeout_ms = 500\n"
                  "\n[relay]\nport = %d\nretry_schedule_s = [1]\nscan_interval_ms = 100\n"
                  "connect_timeout_ms = 2000\n%s" % (self.dns.port, self.port, more_relay))
-        d = harness.Daemon(config_text=smtp_config(port, trusted=("127.0.0.1/32",), extra=extra),
-                           wait_ports=[port])
+        d = harness.Daemon(config_text=smtp_config(port, trusted=("127.0.0.1/32",), extra=extra,
+                                                   cores=cores), wait_ports=[port])
         d.port = port
         d.start()
         self.addCleanup(self.finish, d)
@@ -237,6 +237,24 @@ class RelayLimitsTest(unittest.TestCase):
         for commands in mx.sessions:
             self.assertEqual(commands[-1], "QUIT", commands)
         self.assertIn("jobs on a reused idle connection", d.log())
+
+    # Proves the room rule: with one delivery slot (one shard), an idle connection to one
+    # domain (kept up to 60 s) is closed with QUIT as soon as mail for another domain needs
+    # the slot, and that mail goes out at once, long before the idle time ends.
+    def test_idle_connection_closed_for_another_domain(self):
+        first = self.scripted("127.0.0.25")
+        second = self.scripted("127.0.0.21")
+        d = self.relay("connection_idle_ms = 60000\ndeliveries_per_shard_max = 1\n", cores=1)
+        self.send_one(d, "r@reuse.test", "first domain")
+        self.assertTrue(wait_for(lambda: len(first.messages) == 1, timeout=20), d.log()[-3000:])
+        self.assertEqual(first.open_now, 1)  # Idle, kept for reuse.
+        self.send_one(d, "h@held.test", "second domain")
+        # Within 20 s: without the room rule the slot frees only after the 60 s idle time.
+        self.assertTrue(wait_for(lambda: len(second.messages) == 1, timeout=20), d.log()[-3000:])
+        self.assertTrue(wait_for(lambda: first.open_now == 0, timeout=10))
+        self.assertEqual(first.sessions[0][-1], "QUIT", first.sessions)
+        self.assertEqual(d.stop(), 0)
+        self.assertIn("1 idle connections closed for room", d.log())
 
     # Proves opportunistic TLS (tls = "may", RFC 7435): the destination offers STARTTLS but
     # answers the handshake with garbage; the relay connects again without STARTTLS and
