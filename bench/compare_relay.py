@@ -9,7 +9,8 @@ counting transactions with -c). The clock runs from the first message sent to th
 transaction counted at the sink: accept + queue + relay, end to end.
 
 - ringpostd: MX lookups go to a dnsmasq on 127.0.0.1 (started here) that names 127.0.0.2
-  for every domain; its answers are cached by ringpostd.
+  for every domain, with a TTL of 300 s (dnsmasq's default of 0 forbids caching; real MX
+  records live minutes to days); ringpostd caches the answers.
 - Postfix (a throwaway instance on loopback with its own queue): Postfix cannot be pointed
   at a loopback DNS server without touching the system resolver, so a transport map sends
   every domain to smtp:[127.0.0.2]:PORT. That skips DNS entirely, and all 100 domains become
@@ -84,11 +85,21 @@ class CountingSink:
         if not wait_port("127.0.0.2", port, 10):
             raise RuntimeError("smtp-sink did not start")
 
-    def count(self):
+    def counters(self):
+        """(sessions ended, sessions ended by QUIT, messages) from smtp-sink -c's counter."""
         with open(self.path, "rb") as f:
             f.seek(max(0, os.path.getsize(self.path) - 200))
-            found = re.findall(rb"mesg=(\d+)", f.read())
-        return int(found[-1]) if found else 0
+            found = re.findall(rb"sess=(\d+) quit=(\d+) mesg=(\d+)", f.read())
+        return tuple(int(x) for x in found[-1]) if found else (0, 0, 0)
+
+    def count(self):
+        return self.counters()[2]
+
+    def open_connections(self):
+        """Established connections to the sink now (ss), for sessions that have not ended."""
+        done = subprocess.run(["ss", "-Htn", "state", "established", "( sport = :%d )" % self.port],
+                              capture_output=True, text=True)
+        return sum(1 for line in done.stdout.splitlines() if "127.0.0.2:%d" % self.port in line)
 
     def stop(self):
         if self.process.poll() is None:
@@ -188,7 +199,7 @@ class Ringpostd:
         extra = ("\n[dns]\nresolvers = [\"127.0.0.1:%d\"]\n\n[relay]\nport = %d\n"
                  "retry_schedule_s = [5]\n%s" % (dns_port, sink_port, relay_extra))
         text = smtp_config(self.port, trusted=("127.0.0.1/32",), extra=extra)
-        text = text.replace('log_level = "info"', 'log_level = "warn"')
+        text = text.replace('log_level = "info"', 'log_level = "%s"' % os.environ.get("RP_BENCH_LOG", "warn"))
         self.d = harness.Daemon(config_text=text, wait_ports=[self.port])
         self.d.start()
         self.pid = self.d.process.pid
@@ -204,7 +215,12 @@ class Ringpostd:
 
 
 def run_one(name, server, sink, a):
+    # The previous run's connections (kept idle by either server for about 2 s) end first,
+    # so that they are not counted for this one.
+    wait_for(lambda: sink.open_connections() == 0, timeout=30, step=0.1)
     before_sink = sink.count()
+    before_sess, before_quit, _ = sink.counters()
+    before_open = sink.open_connections()
     before_ticks = tree_ticks(server.pid)
     started = time.monotonic()
     bench = subprocess.run(
@@ -218,6 +234,9 @@ def run_one(name, server, sink, a):
     complete = wait_for(lambda: sink.count() >= target, timeout=a.timeout, step=0.05)
     done = time.monotonic()
     delivered = sink.count() - before_sink
+    # Connections the sink saw during this run: those that ended plus those still open.
+    sess, quits, _ = sink.counters()
+    connections = sess - before_sess + sink.open_connections() - before_open
     # Let Postfix's processes settle (their CPU of this run lands in master's counters).
     ticks = tree_ticks(server.pid) - before_ticks
     errors = "" if bench.returncode == 0 else " (ringpost-bench exit %d: %s)" % (
@@ -225,7 +244,8 @@ def run_one(name, server, sink, a):
     if not complete:
         errors += " (INCOMPLETE: %d of %d at the sink)" % (delivered, a.messages)
     return {"name": name, "accept_s": accepted - started, "e2e_s": done - started,
-            "delivered": delivered, "cpu_s": ticks / TCK, "errors": errors}
+            "delivered": delivered, "cpu_s": ticks / TCK, "errors": errors,
+            "connections": connections, "quits": quits - before_quit}
 
 
 def main():
@@ -253,7 +273,7 @@ def main():
     started = []
     results = []
     try:
-        dns = test_relay.Dns()
+        dns = test_relay.Dns(ttl=300)  # Cacheable, like real MX records.
         started.append(dns)
         sink_port, = harness.free_ports(1)
         sink = CountingSink(folder, sink_port)
@@ -287,16 +307,16 @@ def main():
     print("machine: %d cores, %s; load average before %s, after %s" % (
         os.cpu_count(), os.uname().release, load_before,
         " ".join(open("/proc/loadavg").read().split()[:3])))
-    fmt = "%-5s %-9s %10s %12s %10s %12s %s"
+    fmt = "%-5s %-9s %10s %12s %10s %12s %12s %s"
     print(fmt % ("round", "server", "accept/s", "end-to-end/s", "vs postfix", "srv ms/msg",
-                 "errors"))
+                 "connections", "errors"))
     base = {r["round"]: r["delivered"] / r["e2e_s"] for r in results if r["name"] == "postfix"}
     for r in results:
         rate = r["delivered"] / r["e2e_s"]
         ratio = "%.2fx" % (rate / base[r["round"]]) if r["round"] in base else "-"
         print(fmt % (r["round"], r["name"], "%.0f" % (a.messages / r["accept_s"]), "%.0f" % rate,
                      ratio, "%.3f" % (1000 * r["cpu_s"] / max(r["delivered"], 1)),
-                     r["errors"] or "-"))
+                     "%d" % r["connections"], r["errors"] or "-"))
     if a.rounds > 1:
         print("median:")
         for name in names:
@@ -304,9 +324,12 @@ def main():
             rate = statistics.median(r["delivered"] / r["e2e_s"] for r in mine)
             cpu = statistics.median(1000 * r["cpu_s"] / max(r["delivered"], 1) for r in mine)
             ratio = "%.2fx" % (rate / statistics.median(base.values())) if base else "-"
-            print(fmt % ("", name, "", "%.0f" % rate, ratio, "%.3f" % cpu, ""))
+            conns = statistics.median(r["connections"] for r in mine)
+            print(fmt % ("", name, "", "%.0f" % rate, ratio, "%.3f" % cpu, "%.0f" % conns, ""))
     print("Postfix relays by a transport map to smtp:[127.0.0.2]:port (no DNS at all, every "
           "domain one next hop): this favours Postfix. ringpostd looks up MX at dnsmasq.")
+    print("connections: TCP sessions the sink saw during the run (ended, by smtp-sink -c's "
+          "sess= counter, plus those still open at the end, by ss).")
     print("srv ms/msg: CPU seconds of the server's processes / messages (client and sink not "
           "counted; they share the same cores).")
 

@@ -30,7 +30,7 @@ def main():
     RECORDS[:] = ["--local=/test/"] + ["--mx-host=d%d.test,mx.sink.test,10" % i
                                        for i in range(a.domains)] + \
         ["--host-record=mx.sink.test,127.0.0.2", "--mx-host=remote.test,mx.sink.test,10"]
-    dns = Dns()
+    dns = Dns(ttl=300)  # Cacheable, like real MX records.
     port, sink_port = harness.free_ports(2)
     sink = Sink("127.0.0.2", sink_port)
     sink.stop()  # Again without dumping to files: the sink must not be the bottleneck.

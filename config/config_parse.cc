@@ -331,6 +331,7 @@ void read_rest(Context& context, TableReader& root, Settings& s) {
         reader.integer("deliveries_per_shard_max", s.relay.deliveries_per_shard_max, 1, 65536);
         reader.integer("deliveries_per_destination_max", s.relay.deliveries_per_destination_max,
                        1, 65536);
+        reader.integer("connection_idle_ms", s.relay.connection_idle_ms, 0, 300'000);
         reader.integer("port", s.relay.port, 1, 65535);
         reader.integer("scan_interval_ms", s.relay.scan_interval_ms, 10, 3'600'000);
         reader.string("tls", s.relay.tls);

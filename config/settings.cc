@@ -100,6 +100,7 @@ std::vector<std::pair<std::string, std::string>> settings_flatten(const Settings
     add("relay.connect_timeout_ms", num(s.relay.connect_timeout_ms));
     add("relay.deliveries_per_shard_max", num(s.relay.deliveries_per_shard_max));
     add("relay.deliveries_per_destination_max", num(s.relay.deliveries_per_destination_max));
+    add("relay.connection_idle_ms", num(s.relay.connection_idle_ms));
     add("relay.port", num(s.relay.port));
     add("relay.scan_interval_ms", num(s.relay.scan_interval_ms));
     std::vector<std::string> domains;

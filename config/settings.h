@@ -108,8 +108,9 @@ struct RelaySettings {
     std::vector<std::uint64_t> retry_schedule_s = {300, 900, 1800, 3600, 7200, 14400};
     std::uint64_t max_lifetime_s = 5 * 24 * 3600;  // Then bounce (RFC 5321 4.5.4.1: 4-5 d).
     std::uint64_t connect_timeout_ms = 30'000;
-    unsigned deliveries_per_shard_max = 64;
-    unsigned deliveries_per_destination_max = 4;   // Connections to one domain per shard.
+    unsigned deliveries_per_shard_max = 256;       // About 20 KiB each (receive buffer).
+    unsigned deliveries_per_destination_max = 4;   // Connections to one domain, all shards.
+    std::uint64_t connection_idle_ms = 2'000;      // An unused connection stays for reuse.
     std::uint16_t port = 25;                       // Remote MX port (tests use another).
     std::uint64_t scan_interval_ms = 1'000;        // How often each shard looks at its spool.
     std::string tls = "may";                       // Outbound STARTTLS: none, may, verify.

@@ -10,7 +10,7 @@ rp_fuzz_target(fuzz_dns_answer
   CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/dns_answer)
 
 rp_unit_test(smtp_client_test
-  SOURCES unit/smtp_client_test.cc unit/dsn_test.cc
+  SOURCES unit/smtp_client_test.cc unit/dsn_test.cc unit/destination_limits_test.cc
   LIBS rp_relay)
 
 rp_fuzz_target(fuzz_smtp_client
@@ -35,3 +35,7 @@ rp_integration_test(relay_tls_integration SCRIPT integration/test_relay_tls.py T
 rp_unit_test(tls_client_test
   SOURCES unit/tls_client_test.cc
   LIBS rp_core)
+
+# Connection reuse, the per-destination limit over all shards, TLS "may" after a failed
+# handshake, BODY=8BITMIME (real dnsmasq, smtp-sink and a scripted SMTP server).
+rp_integration_test(relay_limits_integration SCRIPT integration/test_relay_limits.py TIMEOUT 300 SANITIZE)

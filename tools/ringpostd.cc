@@ -88,6 +88,7 @@ struct Shared {
     std::unique_ptr<rp::auth::AuthThrottle> throttle;
     std::vector<DaemonShard*> locals;  // By shard index; each shard sets its own entry.
     std::shared_ptr<const rp::smtp::RelayOptions> relay;  // [dns], [relay].
+    std::unique_ptr<rp::smtp::RelayCluster> relay_cluster;  // Per-destination limits.
 };
 
 // ---- TLS and AUTH ----
@@ -304,7 +305,8 @@ Status shard_setup(rp::Shard& shard, Shared& shared) {
     }
     local->mail = std::move(mail.value());
     local->mail->set_commit_policy(commit_policy_of(*settings));
-    local->relay = std::make_unique<rp::smtp::RelayAgent>(*local->mail, *shared.relay);
+    local->relay = std::make_unique<rp::smtp::RelayAgent>(*local->mail, *shared.relay,
+                                                          shared.relay_cluster.get());
     local->relay->start();
     local->access = std::make_unique<rp::mail::MailAccess>(*local->mail, *shared.access_cluster);
     local->logins = std::make_unique<rp::mail::AccountChecker>(
@@ -532,6 +534,7 @@ int main(int argc, char** argv) {
     if (!relay_options) return fail(error);
     shared.relay = std::make_shared<const rp::smtp::RelayOptions>(std::move(relay_options.value()));
     shared.access_cluster = std::make_unique<rp::mail::AccessCluster>(shard_count);
+    shared.relay_cluster = std::make_unique<rp::smtp::RelayCluster>(shard_count);
     shared.tls = tls_material;
     shared.accounts = accounts;
     shared.locals.assign(shard_count, nullptr);

@@ -61,6 +61,7 @@ struct ShardMail::AcceptedWait final : storage::DurableDone {
     storage::DurableDone& caller;
     std::vector<std::pair<unsigned, std::unique_ptr<Delivery>>> posts;
     std::vector<std::string> local_accounts;  // Delivered here, for the observer.
+    std::uint64_t remote_spool_id = 0;        // The spool entry has remote recipients.
 
     AcceptedWait(ShardMail& m, storage::DurableDone& c) : mail(m), caller(c) {}
     void durable(Status status) override {
@@ -69,6 +70,9 @@ struct ShardMail::AcceptedWait final : storage::DurableDone {
             for (auto& [to, delivery] : posts) mail.post_or_queue(to, std::move(delivery), false);
             if (mail.observer_ != nullptr) {
                 for (const auto& account : local_accounts) mail.observer_->delivered(account, "INBOX");
+            }
+            if (remote_spool_id != 0 && mail.spool_observer_ != nullptr) {
+                mail.spool_observer_->spooled(remote_spool_id);
             }
         }
         delete this;
@@ -272,7 +276,9 @@ Status ShardMail::accept(const AcceptArgs& args, storage::DurableDone& done) {
 
     store_->txn_begin();
     Status failure = Status::ok;
+    bool remote = false;
     for (const AcceptRecipient& r : args.recipients) {
+        remote = remote || r.account == nullptr;
         if (r.account != nullptr && r.account->owner_shard == shard_index()) {
             storage::MailStore::AppendArgs append;
             append.body = args.body;
@@ -308,6 +314,7 @@ Status ShardMail::accept(const AcceptArgs& args, storage::DurableDone& done) {
     if (failure == Status::ok && !spool.recipients.empty()) {
         auto id = store_->spool_add(std::move(spool));
         if (!id) failure = id.status();
+        if (id && remote) wait->remote_spool_id = *id;
     }
     if (failure == Status::ok) failure = commit_notify(*store_, *wait);
     if (failure == Status::ok) commit_staged();

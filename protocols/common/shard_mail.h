@@ -57,6 +57,16 @@ protected:
     ~DeliveryObserver() = default;
 };
 
+// Told when an accepted message with remote recipients is durable in the spool: the relay
+// starts its delivery at once instead of at its next scan.
+class SpoolObserver {
+public:
+    virtual void spooled(std::uint64_t spool_id) = 0;
+
+protected:
+    ~SpoolObserver() = default;
+};
+
 struct AcceptRecipient {
     std::string address;             // As given in RCPT TO (an account address when local).
     const smtp::Account* account;    // Null for a remote recipient (relay).
@@ -158,6 +168,7 @@ public:
     void log_commit_stats() const;
     // One observer at most (null: none). It must outlive its registration.
     void set_observer(DeliveryObserver* observer) { observer_ = observer; }
+    void set_spool_observer(SpoolObserver* observer) { spool_observer_ = observer; }
 
 private:
     struct Delivery;       // One cross-shard delivery in flight (owned by the message).
@@ -193,6 +204,7 @@ private:
     std::deque<Backlog> backlog_;
     ShardMailStats stats_;
     DeliveryObserver* observer_ = nullptr;
+    SpoolObserver* spool_observer_ = nullptr;
     CommitPolicy policy_;
     unsigned staged_commits_ = 0;       // Since the last flush began.
     std::uint64_t oldest_staged_ns_ = 0;

@@ -21,6 +21,14 @@ namespace rp::smtp {
 
 namespace {
 
+// Per-destination limit messages (kind): shard -> owner, owner -> shard.
+constexpr std::uint32_t limit_acquire = 1;
+constexpr std::uint32_t limit_grant = 2;
+constexpr std::uint32_t limit_release = 3;
+constexpr std::uint32_t limit_yield_request = 4;
+constexpr std::uint32_t limit_idle = 5;       // A connection went idle: contended?
+constexpr std::uint32_t limit_drop_idle = 6;  // Yes: close an idle one.
+
 std::string domain_of(std::string_view address) {
     const auto at = address.rfind('@');
     if (at == std::string_view::npos) return {};
@@ -83,6 +91,7 @@ Result<RelayOptions> relay_options_from(const config::Settings& s, std::string* 
     o.per_destination_max = s.relay.deliveries_per_destination_max;
     o.port = s.relay.port;
     o.scan_interval_ms = s.relay.scan_interval_ms;
+    o.connection_idle_ms = s.relay.connection_idle_ms;
     o.dns.timeout_ms = s.dns.timeout_ms;
     o.dns.attempts = s.dns.attempts;
     std::vector<std::string> resolvers = s.dns.resolvers;
@@ -151,6 +160,27 @@ public:
 
     const std::string& domain() const { return domain_; }
     bool finished() const { return phase_ == Phase::finished; }
+    bool evicted() const { return evicted_; }
+    std::uint64_t idle_since_ns() const { return idle_since_ns_; }
+
+    // An idle connection gets work again: the agent queued a job for its domain (and took
+    // this delivery off its idle list).
+    void resume() {
+        RP_ASSERT(phase_ == Phase::idle);
+        RP_ASSERT(!job_);
+        if (armed()) reactor().timer_cancel(*this);
+        phase_ = Phase::session;
+        next_job();
+    }
+
+    // Ends an idle connection politely (the agent took it off its idle list). `evicted`:
+    // to make room for another domain.
+    void quit_idle(bool evicted) {
+        RP_ASSERT(phase_ == Phase::idle);
+        evicted_ = evicted;
+        phase_ = Phase::session;
+        send_quit();
+    }
 
     void start() {
         phase_ = Phase::resolving;
@@ -162,6 +192,12 @@ public:
 
     void stop() {
         stopping_ = true;
+        if (phase_ == Phase::idle) {
+            // RFC 5321 4.1.1.10: QUIT, not just a close (best effort: the shard is ending).
+            agent_.idle_remove(*this);
+            quit_idle(false);
+            return;
+        }
         if (armed()) reactor().timer_cancel(*this);
         if (!connection_.idle()) {
             connection_.close(Status::cancelled);
@@ -174,6 +210,8 @@ public:
     void on_connected(Status status) override {
         if (status != Status::ok) return;  // on_closed follows and moves on.
         ++agent_.stats_.connections;
+        jobs_here_ = 0;
+        connected_ns_ = reactor().now_ns();
         log::info("relay: connected to {} for {}", remote_, domain_);
         client_.emplace(plaintext_ ? agent_.options_.client_plain : agent_.options_.client);
         phase_ = Phase::session;
@@ -195,6 +233,11 @@ public:
         if (client_ && client_->wants_body() && !reading_) progress();
     }
     void on_closed(Status reason) override {
+        if (phase_ == Phase::idle) {
+            // The server ended an idle session (a 421, a timeout of its own).
+            agent_.idle_remove(*this);
+            phase_ = Phase::session;
+        }
         tls_.reset();
         const bool was_ready = client_.has_value() && ever_ready_;
         if (client_ && !client_->closed()) client_->connection_lost();
@@ -243,6 +286,20 @@ public:
 
     // ---- Timer ----
     void on_timer() override {
+        if (phase_ == Phase::idle && !idle_noticed_ &&
+            agent_.options_.connection_idle_ms > idle_notice_ms) {
+            // Idle for a while (not just between two messages): if another shard waits for
+            // a connection to this domain, the owner has this one closed (limit_drop_idle).
+            idle_noticed_ = true;
+            arm(agent_.options_.connection_idle_ms - idle_notice_ms);
+            agent_.limit_post(agent_.limit_owner(domain_), limit_idle, domain_);
+            return;
+        }
+        if (phase_ == Phase::idle) {
+            agent_.idle_remove(*this);
+            quit_idle(false);
+            return;
+        }
         if (client_) {
             client_->on_timeout();
             collect_result();
@@ -252,7 +309,7 @@ public:
     }
 
 private:
-    enum class Phase : std::uint8_t { resolving, loading, connecting, session, quitting, finished };
+    enum class Phase : std::uint8_t { resolving, loading, connecting, session, idle, quitting, finished };
 
     Reactor& reactor() { return agent_.mail_.shard().reactor(); }
     storage::MailStore& store() { return agent_.mail_.store(); }
@@ -279,13 +336,25 @@ private:
             stop();
             return;
         }
+        if (client_ && client_->ready() && !connection_.idle() && yield_due() &&
+            agent_.yield_take(domain_)) {
+            send_quit();  // Another shard waits for a connection to this domain.
+            return;
+        }
         job_ = agent_.take_job(domain_);
         if (!job_) {
             if (client_ && client_->ready() && !connection_.idle()) {
-                client_->quit();
-                phase_ = Phase::quitting;
-                flush_output();
-                arm(client_->timeout_ms());
+                // Only a clean session waits idle: after a refused transaction the server
+                // still holds its state (RFC 5321 4.1.1.5), so QUIT rather than linger.
+                if (!client_->needs_rset() && agent_.delivery_idle(*this)) {
+                    // Kept for the next job of this domain (resume), or QUIT on the timer.
+                    phase_ = Phase::idle;
+                    idle_since_ns_ = reactor().now_ns();
+                    idle_noticed_ = false;
+                    arm(std::min(idle_notice_ms, agent_.options_.connection_idle_ms));
+                    return;
+                }
+                send_quit();
             } else if (!connection_.idle()) {
                 phase_ = Phase::quitting;
                 connection_.close(Status::ok);
@@ -295,6 +364,21 @@ private:
             return;
         }
         load_body();
+    }
+
+    // A connection yields to another shard only after it was worth opening (a few messages
+    // or some time): else a limit of 1 with mail on two shards swaps it every message.
+    bool yield_due() {
+        return jobs_here_ >= yield_after_jobs ||
+               reactor().now_ns() - connected_ns_ >= yield_after_ms * 1'000'000ull;
+    }
+
+    void send_quit() {
+        RP_ASSERT(client_ && client_->ready());
+        client_->quit();
+        phase_ = Phase::quitting;
+        flush_output();
+        arm(client_->timeout_ms());
     }
 
     // Opens the body and reads its first pieces up to the end of the header (kept for a DSN
@@ -324,6 +408,8 @@ private:
 
     void read_first_piece() {
         piece_index_ = 0;
+        scanning_ = false;
+        eight_bit_ = false;
         head_pieces_ = 0;
         piece_loaded_ = false;
         piece_fed_ = false;
@@ -398,6 +484,20 @@ private:
     }
 
     void piece_ready(std::span<const std::byte> payload) {
+        if (scanning_) {
+            // The pieces after the header, read once before MAIL only to learn whether the
+            // body has 8-bit bytes (RFC 6152: declare BODY=8BITMIME only then).
+            eight_bit_ = eight_bit(std::string_view(reinterpret_cast<const char*>(payload.data()), payload.size()));
+            if (!eight_bit_ && piece_index_ + 1 < handle_.pieces.size()) {
+                ++piece_index_;
+                read_piece();
+                return;
+            }
+            scanning_ = false;
+            body_ready_ = true;
+            body_loaded();
+            return;
+        }
         if (!body_ready_) {
             // Whole pieces until the header ends (the Received: line is a piece of its own)
             // or 64 KiB: the DSN needs the header, and these pieces go out first.
@@ -406,6 +506,13 @@ private:
             const bool header_done = head_.find("\n\n") != std::string::npos ||
                                      head_.find("\n\r\n") != std::string::npos;
             if (!header_done && head_.size() < head_bytes_max && head_pieces_ < handle_.pieces.size()) {
+                ++piece_index_;
+                read_piece();
+                return;
+            }
+            eight_bit_ = eight_bit(head_);
+            if (!eight_bit_ && head_pieces_ < handle_.pieces.size()) {
+                scanning_ = true;
                 ++piece_index_;
                 read_piece();
                 return;
@@ -514,11 +621,10 @@ private:
         SmtpClientMessage message;
         message.sender = entry->sender;
         message.recipients = job_->addresses;
-        // Only the first piece is known here: more pieces may hold 8-bit bytes (RFC 6152
-        // allows BODY=8BITMIME on 7-bit data).
-        message.eight_bit = handle_.pieces.size() > head_pieces_ || eight_bit(head_);
+        message.eight_bit = eight_bit_;  // Every piece was looked at (piece_ready).
         message.body_bytes = handle_.bytes;
         ++agent_.stats_.transactions;
+        ++jobs_here_;
         client_->send(std::move(message));
         progress();
     }
@@ -604,10 +710,16 @@ private:
         flush_output();
         collect_result();
         if (client_->closed()) {
+            if (phase_ == Phase::idle) {
+                // The server ended the idle session (421): no longer offered for reuse.
+                agent_.idle_remove(*this);
+                phase_ = Phase::session;
+                if (armed()) reactor().timer_cancel(*this);
+            }
             connection_.close(Status::ok);
             return;
         }
-        if (client_->ready() && phase_ != Phase::quitting) {
+        if (client_->ready() && phase_ != Phase::quitting && phase_ != Phase::idle) {
             if (job_ && !reading_ && body_ready_ && !client_->transaction_running()) {
                 send_job();
                 return;
@@ -617,6 +729,7 @@ private:
                 return;
             }
         }
+        if (phase_ == Phase::idle) return;  // Its own timer runs (connection_idle_ms).
         arm(client_->timeout_ms());
     }
 
@@ -651,6 +764,7 @@ private:
             handle_ = storage::BodyHandle{};  // Unpins the segments.
         }
         body_ready_ = false;
+        scanning_ = false;
         piece_loaded_ = false;
         agent_.job_done(std::move(job_), head_);
     }
@@ -663,8 +777,16 @@ private:
     MxResult mx_;
     std::size_t target_index_ = 0, address_index_ = 0;
     unsigned reconnects_ = 0;
+    unsigned jobs_here_ = 0;           // Transactions on this connection.
+    std::uint64_t connected_ns_ = 0;
+    static constexpr unsigned yield_after_jobs = 20;
+    static constexpr std::uint64_t yield_after_ms = 500;
     bool ever_ready_ = false;
     bool stopping_ = false;
+    bool evicted_ = false;
+    std::uint64_t idle_since_ns_ = 0;
+    bool idle_noticed_ = false;  // The owner heard that this connection is idle.
+    static constexpr std::uint64_t idle_notice_ms = 200;
     bool reading_ = false;
     std::string remote_;
     std::string host_;  // The MX host name connected to (SNI, verification).
@@ -679,6 +801,8 @@ private:
     std::size_t head_pieces_ = 0;    // How many pieces head_ holds.
     bool head_fed_ = false;          // The client has head_.
     bool body_ready_ = false;   // head_ was read (or the body is empty).
+    bool scanning_ = false;     // Reading the pieces after head_ for 8-bit bytes.
+    bool eight_bit_ = false;    // The body has bytes >= 0x80 (known once body_ready_).
     bool piece_loaded_ = false;  // payload_ holds piece piece_index_.
     bool piece_fed_ = false;     // ... and the client has it.
     bool discard_read_ = false;  // The read in flight belongs to a job that ended.
@@ -690,8 +814,27 @@ private:
     std::size_t record_filled_ = 0;
 };
 
-RelayAgent::RelayAgent(mail::ShardMail& mail, RelayOptions options)
-    : mail_(mail), options_(std::move(options)) {
+// Owned by the CrossMessage that carries it (freed by the handler or on discard).
+struct RelayAgent::LimitMessage {
+    RelayCluster* cluster = nullptr;
+    std::string domain;
+};
+
+class RelayAgent::PostRetry final : public Timer {
+public:
+    explicit PostRetry(RelayAgent& agent) : agent_(agent) {}
+    void on_timer() override { agent_.outbox_flush(); }
+
+private:
+    RelayAgent& agent_;
+};
+
+RelayAgent::RelayAgent(mail::ShardMail& mail, RelayOptions options, RelayCluster* cluster)
+    : mail_(mail),
+      options_(std::move(options)),
+      cluster_(cluster),
+      limits_(cluster != nullptr ? cluster->shard_count() : 1, options_.per_destination_max),
+      post_retry_(std::make_unique<PostRetry>(*this)) {
     Reactor& reactor = mail_.shard().reactor();
     const std::uint64_t seed = reactor.now_ns() ^ (std::uint64_t{mail_.shard_index()} << 48);
     dns_ = std::make_unique<dns::DnsClient>(reactor, options_.dns, seed);
@@ -708,7 +851,12 @@ RelayAgent::RelayAgent(mail::ShardMail& mail, RelayOptions options)
 }
 
 RelayAgent::~RelayAgent() {
+    if (ticking_) mail_.shard().reactor().remove_tick(*this);
+    mail_.set_spool_observer(nullptr);
+    if (cluster_ != nullptr) cluster_->set(mail_.shard_index(), nullptr);
     if (Timer::armed()) mail_.shard().reactor().timer_cancel(*this);
+    if (post_retry_->armed()) mail_.shard().reactor().timer_cancel(*post_retry_);
+    for (auto& [to, message] : outbox_) on_limit_discard(message);
     deliveries_.clear();
     resolver_.reset();
     dns_.reset();
@@ -726,12 +874,28 @@ void RelayAgent::start() {
         log::info("relay: DNS resolvers from {}: {}", options_.resolvers_from, list);
     }
     mail_.shard().on_stop([this](Shard&) { stop(); });
+    mail_.set_spool_observer(this);
+    if (cluster_ != nullptr) cluster_->set(mail_.shard_index(), this);
+    mail_.shard().reactor().add_tick(*this);
+    ticking_ = true;
     // The first scan soon after start: mail queued before a restart goes out at once.
     mail_.shard().reactor().timer_arm(*this, 100'000'000ull);
 }
 
+bool RelayAgent::idle() const {
+    if (!stopping_ || mail_.shard().reactor().now_ns() >= stop_deadline_ns_) return true;
+    return std::all_of(deliveries_.begin(), deliveries_.end(),
+                       [](const std::unique_ptr<Delivery>& d) { return d->finished(); });
+}
+
 void RelayAgent::stop() {
     stopping_ = true;
+    stop_deadline_ns_ = mail_.shard().reactor().now_ns() + quit_grace_ms * 1'000'000ull;
+    mail_.set_spool_observer(nullptr);
+    log::info("relay: shard {}: {} connections, {} transactions, {} jobs on a reused idle "
+              "connection, {} idle connections closed for room; {} sent, {} deferred, {} bounced",
+              mail_.shard_index(), stats_.connections, stats_.transactions, stats_.reused,
+              stats_.evicted, stats_.delivered, stats_.deferred, stats_.bounced);
     if (Timer::armed()) mail_.shard().reactor().timer_cancel(*this);
     for (auto& delivery : deliveries_) delivery->stop();
 }
@@ -750,46 +914,250 @@ std::size_t RelayAgent::scan() {
     storage::MailStore& store = mail_.store();
     if (store.failed() != Status::ok) return 0;
     const auto due = store.spool_due(now_s(), options_.scan_batch_max);
-    std::map<std::pair<std::uint64_t, std::string>, std::unique_ptr<Job>> jobs;
-    for (const storage::SpoolDue& d : due) {
-        const auto key = std::pair{d.spool_id, d.rcpt_index};
-        if (in_flight_.contains(key)) continue;
-        const storage::SpoolEntry* entry = store.spool_get(d.spool_id);
-        if (entry == nullptr || d.rcpt_index >= entry->recipients.size()) continue;
-        const std::string& address = entry->recipients[d.rcpt_index].address;
-        if (mail_.directory().find_account(address) != nullptr) continue;  // Local: ShardMail's.
-        std::string domain = domain_of(address);
-        if (domain.empty()) continue;
-        auto& job = jobs[{d.spool_id, domain}];
-        if (!job) {
-            job = std::make_unique<Job>();
-            job->spool_id = d.spool_id;
-            job->domain = domain;
-        }
-        job->rcpt_indices.push_back(d.rcpt_index);
-        job->addresses.push_back(address);
-        in_flight_.insert(key);
-    }
+    JobMap jobs;
+    for (const storage::SpoolDue& d : due) job_add(jobs, d.spool_id, d.rcpt_index);
     const std::size_t found = jobs.size();
-    for (auto& [key, job] : jobs) destinations_[key.second].waiting.push_back(std::move(job));
+    jobs_queue(jobs);
     pump();
     return found;
 }
 
+void RelayAgent::job_add(JobMap& jobs, std::uint64_t spool_id, std::uint32_t rcpt_index) {
+    const auto key = std::pair{spool_id, rcpt_index};
+    if (in_flight_.contains(key)) return;
+    const storage::SpoolEntry* entry = mail_.store().spool_get(spool_id);
+    if (entry == nullptr || rcpt_index >= entry->recipients.size()) return;
+    const std::string& address = entry->recipients[rcpt_index].address;
+    if (mail_.directory().find_account(address) != nullptr) return;  // Local: ShardMail's.
+    std::string domain = domain_of(address);
+    if (domain.empty()) return;
+    auto& job = jobs[{spool_id, domain}];
+    if (!job) {
+        job = std::make_unique<Job>();
+        job->spool_id = spool_id;
+        job->domain = domain;
+    }
+    job->rcpt_indices.push_back(rcpt_index);
+    job->addresses.push_back(address);
+    in_flight_.insert(key);
+}
+
+void RelayAgent::jobs_queue(JobMap& jobs) {
+    for (auto& [key, job] : jobs) destinations_[key.second].waiting.push_back(std::move(job));
+}
+
+void RelayAgent::spooled(std::uint64_t spool_id) {
+    if (stopping_) return;
+    spooled_.push_back(spool_id);
+    if (!Deferred::queued()) mail_.shard().reactor().defer(*this);
+}
+
+// The messages made durable since the last call: their due remote recipients become jobs
+// now, not at the next scan.
+void RelayAgent::spooled_run() {
+    const storage::MailStore& store = mail_.store();
+    const std::int64_t now = now_s();
+    JobMap jobs;
+    for (const std::uint64_t id : spooled_) {
+        const storage::SpoolEntry* entry = store.spool_get(id);
+        if (entry == nullptr) continue;
+        for (std::uint32_t i = 0; i < entry->recipients.size(); ++i) {
+            const storage::SpoolRecipient& r = entry->recipients[i];
+            if (storage::rcpt_state_final(r.state) || r.next_attempt > now) continue;
+            job_add(jobs, id, i);
+        }
+    }
+    spooled_.clear();
+    jobs_queue(jobs);
+}
+
 void RelayAgent::pump() {
+    std::size_t blocked = 0;
     for (auto it = destinations_.begin(); it != destinations_.end();) {
         Destination& d = it->second;
-        while (!stopping_ && !d.waiting.empty() && d.active < options_.per_destination_max &&
+        // An idle connection of this domain first (the most recently used: the server's
+        // own idle timer is furthest away). resume() takes a job at once.
+        while (!stopping_ && !d.waiting.empty() && !d.idle.empty()) {
+            Delivery* delivery = d.idle.back();
+            d.idle.pop_back();
+            ++stats_.reused;
+            delivery->resume();
+        }
+        while (!stopping_ && !d.waiting.empty() && d.active < d.permits &&
                deliveries_.size() < options_.deliveries_max) {
             ++d.active;
             deliveries_.push_back(std::make_unique<Delivery>(*this, it->first));
             deliveries_.back()->start();
         }
-        if (d.waiting.empty() && d.active == 0) {
+        pump_permits(it->first, d);
+        if (!stopping_ && !d.waiting.empty() && d.active == 0 && d.requested == 0 && d.permits == 0) {
+            ++blocked;  // No slot left to even ask for a connection.
+        }
+        if (d.waiting.empty() && d.active == 0 && d.requested == 0 && d.permits == 0) {
             it = destinations_.erase(it);
         } else {
             ++it;
         }
+    }
+    blocked_ = blocked;
+    if (blocked > evicting_) evict_idle(blocked - evicting_);
+}
+
+// Asks the owner for one more connection while jobs wait (busy connections count: each
+// holds a job), within the shard's free slots; gives back permits nobody uses. One ask at
+// a time per domain: domains ramp up evenly (a grant pumps again), and a shard that waits
+// at the owner holds one slot for it, not the domain's whole limit.
+void RelayAgent::pump_permits(const std::string& domain, Destination& d) {
+    if (!stopping_ && d.requested == 0) {
+        const std::size_t want = std::min<std::size_t>(d.active + d.waiting.size(), options_.per_destination_max);
+        const std::size_t used = deliveries_.size() + requested_total_;
+        if (d.permits < want && used < options_.deliveries_max) {
+            ++d.requested;
+            ++requested_total_;
+            limit_post(limit_owner(domain), limit_acquire, domain);
+        }
+    }
+    while (d.permits > d.active && (d.waiting.empty() || stopping_)) {
+        --d.permits;
+        limit_post(limit_owner(domain), limit_release, domain);
+    }
+    d.yield_wanted = std::min(d.yield_wanted, d.permits);
+}
+
+unsigned RelayAgent::limit_owner(const std::string& domain) const {
+    return cluster_ != nullptr ? DestinationLimits::owner(domain, cluster_->shard_count()) : limit_self();
+}
+
+unsigned RelayAgent::limit_self() const { return cluster_ != nullptr ? mail_.shard_index() : 0; }
+
+void RelayAgent::limit_post(unsigned to, std::uint32_t kind, const std::string& domain) {
+    if (to == limit_self()) {
+        limit_handle(to, kind, domain);
+        return;
+    }
+    CrossMessage message;
+    message.handler = &RelayAgent::on_limit_message;
+    message.discard = &RelayAgent::on_limit_discard;
+    message.kind = kind;
+    message.pointer = new LimitMessage{cluster_, domain};
+    if (outbox_.empty() && mail_.shard().post(to, message) == Status::ok) return;
+    // A full queue is backpressure: keep the order, retry soon.
+    outbox_.emplace_back(to, message);
+    if (!post_retry_->armed()) mail_.shard().reactor().timer_arm(*post_retry_, 1'000'000ull);
+}
+
+void RelayAgent::outbox_flush() {
+    while (!outbox_.empty()) {
+        if (mail_.shard().post(outbox_.front().first, outbox_.front().second) != Status::ok) {
+            mail_.shard().reactor().timer_arm(*post_retry_, 1'000'000ull);
+            return;
+        }
+        outbox_.pop_front();
+    }
+}
+
+void RelayAgent::on_limit_message(Shard& to, const CrossMessage& message) {
+    std::unique_ptr<LimitMessage> m(static_cast<LimitMessage*>(message.pointer));
+    RelayAgent* agent = m->cluster->get(to.index());
+    if (agent != nullptr) agent->limit_handle(message.from, message.kind, m->domain);
+}
+
+void RelayAgent::on_limit_discard(const CrossMessage& message) {
+    delete static_cast<LimitMessage*>(message.pointer);
+}
+
+void RelayAgent::limit_handle(unsigned from, std::uint32_t kind, const std::string& domain) {
+    switch (kind) {
+        case limit_acquire: limit_actions(limits_.acquire(from, domain), domain); return;
+        case limit_release: limit_actions(limits_.release(from, domain), domain); return;
+        case limit_grant: limit_granted(domain); return;
+        case limit_yield_request: limit_yield(domain); return;
+        case limit_idle:
+            if (limits_.contended(from, domain)) limit_post(from, limit_drop_idle, domain);
+            return;
+        case limit_drop_idle: {
+            auto it = destinations_.find(domain);
+            if (it == destinations_.end() || it->second.idle.empty()) return;
+            Delivery* delivery = it->second.idle.front();
+            idle_remove(*delivery);
+            delivery->quit_idle(false);
+            return;
+        }
+        default: log::error("relay: unknown limit message {}", kind);
+    }
+}
+
+void RelayAgent::limit_actions(const std::vector<LimitAction>& actions, const std::string& domain) {
+    for (const LimitAction& a : actions) {
+        limit_post(a.shard, a.kind == LimitAction::Kind::grant ? limit_grant : limit_yield_request, domain);
+    }
+}
+
+void RelayAgent::limit_granted(const std::string& domain) {
+    auto it = destinations_.find(domain);
+    if (it == destinations_.end() || it->second.requested == 0) {
+        limit_post(limit_owner(domain), limit_release, domain);  // Not asked for: back.
+        return;
+    }
+    Destination& d = it->second;
+    --d.requested;
+    RP_ASSERT(requested_total_ > 0);
+    --requested_total_;
+    ++d.permits;
+    // pump() starts the delivery (or gives the permit back when the jobs went elsewhere).
+    if (!Deferred::queued()) mail_.shard().reactor().defer(*this);
+}
+
+void RelayAgent::limit_yield(const std::string& domain) {
+    auto it = destinations_.find(domain);
+    if (it == destinations_.end()) return;
+    Destination& d = it->second;
+    if (!d.idle.empty()) {
+        Delivery* delivery = d.idle.front();
+        idle_remove(*delivery);
+        delivery->quit_idle(false);
+        return;
+    }
+    if (d.yield_wanted < d.permits) ++d.yield_wanted;
+}
+
+bool RelayAgent::yield_take(const std::string& domain) {
+    auto it = destinations_.find(domain);
+    if (it == destinations_.end() || it->second.yield_wanted == 0) return false;
+    --it->second.yield_wanted;
+    return true;
+}
+
+bool RelayAgent::delivery_idle(Delivery& delivery) {
+    // A domain without a connection waits for a slot: give this one up instead.
+    if (stopping_ || options_.connection_idle_ms == 0 || blocked_ > evicting_) return false;
+    if (yield_take(delivery.domain())) return false;
+    auto it = destinations_.find(delivery.domain());
+    RP_ASSERT(it != destinations_.end());
+    it->second.idle.push_back(&delivery);
+    return true;
+}
+
+void RelayAgent::idle_remove(Delivery& delivery) {
+    auto it = destinations_.find(delivery.domain());
+    RP_ASSERT(it != destinations_.end());
+    auto& idle = it->second.idle;
+    const auto at = std::find(idle.begin(), idle.end(), &delivery);
+    RP_ASSERT(at != idle.end());
+    idle.erase(at);
+}
+
+void RelayAgent::evict_idle(std::size_t wanted) {
+    std::vector<Delivery*> idle;
+    for (auto& [domain, d] : destinations_) idle.insert(idle.end(), d.idle.begin(), d.idle.end());
+    const std::size_t count = std::min(wanted, idle.size());
+    std::partial_sort(idle.begin(), idle.begin() + static_cast<std::ptrdiff_t>(count), idle.end(),
+                      [](const Delivery* a, const Delivery* b) { return a->idle_since_ns() < b->idle_since_ns(); });
+    for (std::size_t i = 0; i < count; ++i) {
+        idle_remove(*idle[i]);
+        ++evicting_;
+        ++stats_.evicted;
+        idle[i]->quit_idle(true);
     }
 }
 
@@ -806,12 +1174,21 @@ void RelayAgent::delivery_finished(Delivery& delivery) {
     RP_ASSERT(it != destinations_.end());
     RP_ASSERT(it->second.active > 0);
     --it->second.active;
+    RP_ASSERT(it->second.permits > 0);
+    --it->second.permits;
+    it->second.yield_wanted = std::min(it->second.yield_wanted, it->second.permits);
+    limit_post(limit_owner(delivery.domain()), limit_release, delivery.domain());
+    if (delivery.evicted()) {
+        RP_ASSERT(evicting_ > 0);
+        --evicting_;
+    }
     // Freed after the current callback (the connection is still on the stack).
     if (!Deferred::queued()) mail_.shard().reactor().defer(*this);
 }
 
 void RelayAgent::on_deferred() {
     deliveries_.remove_if([](const std::unique_ptr<Delivery>& d) { return d->finished(); });
+    if (!spooled_.empty()) spooled_run();
     pump();
 }
 

@@ -272,13 +272,19 @@ void SmtpClient::send(SmtpClientMessage message) {
     unsent_.clear();
     state_ = State::transaction;
     ++transactions_;
+    std::optional<SmtpReply> refused;
     if (ext_.size_max != 0 && body_bytes > ext_.size_max) {
         // RFC 1870 6: do not send what the server said it will refuse.
-        for (auto& r : results_) {
-            r.code = 552;
-            r.text = "5.3.4 Message size exceeds the limit of the destination (" +
-                     std::to_string(ext_.size_max) + " bytes)";
-        }
+        refused = SmtpReply{552, "5.3.4 Message size exceeds the limit of the destination (" +
+                                     std::to_string(ext_.size_max) + " bytes)"};
+    } else if (message_.eight_bit && !ext_.eight_bit_mime) {
+        // RFC 6152 3: 8-bit data to a server without 8BITMIME must be converted or returned
+        // as not deliverable; we return it (no MIME conversion to 7 bit).
+        refused = SmtpReply{554, "5.6.3 The message has 8-bit data and the destination does not "
+                                 "offer 8BITMIME (RFC 6152)"};
+    }
+    if (refused) {
+        for (auto& r : results_) r = *refused;
         end_transaction();
         need_rset_ = false;
         return;

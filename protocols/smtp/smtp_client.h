@@ -13,7 +13,9 @@
 // Results: one reply per recipient: the RCPT reply when it was refused, else the reply that
 //   ended the transaction for it (MAIL refused, DATA refused, or the final reply after the
 //   body). 2xx delivered, 4xx defer, 5xx bounce. A message larger than the server's SIZE is
-//   not sent: every recipient gets "552 5.3.4".
+//   not sent: every recipient gets "552 5.3.4"; nor is an 8-bit message (eight_bit) to a
+//   server without 8BITMIME: "554 5.6.3" (RFC 6152 3: return it; we do not convert).
+//   BODY=8BITMIME is declared only for 8-bit messages.
 // Timeouts (RFC 5321 4.5.3.2): timeout_ms() names how long the host waits for the reply it
 //   expects now; on expiry it calls on_timeout(). Either that, a lost connection or a
 //   malformed reply ends the session: pending recipients get a 4xx and closed() is true.
@@ -109,6 +111,8 @@ public:
     // The per-recipient replies of the transaction that just ended, once.
     std::optional<std::vector<SmtpReply>> take_result();
     bool transaction_running() const { return state_ == State::transaction; }
+    // The last transaction did not end cleanly: the next one starts with RSET.
+    bool needs_rset() const { return need_rset_; }
     // Streaming (message.body == nullptr): the server said 354 and waits for the body.
     bool wants_body() const { return state_ == State::transaction && streaming_; }
     // Dot-stuffs `bytes` into the output (RFC 5321 4.5.2); the host sends take_output().

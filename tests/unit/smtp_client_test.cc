@@ -124,6 +124,39 @@ TEST(SmtpClient, HeloFallbackAndSize) {
     EXPECT_TRUE(g.client.ready());
 }
 
+// RFC 6152: BODY=8BITMIME only for an 8-bit message; an 8-bit message to a server without
+// 8BITMIME (here after HELO, and after an EHLO without it) is not sent: 554 5.6.3 for each
+// recipient, and the connection stays usable for 7-bit mail.
+TEST(SmtpClient, EightBitMime) {
+    Fixture f;
+    f.open(ehlo_full);
+    f.client.send(message({"x@d.test"}));
+    EXPECT_EQ(f.client.take_output(), "MAIL FROM:<a@example.test> SIZE=18\r\nRCPT TO:<x@d.test>\r\nDATA\r\n");
+
+    Fixture g;
+    g.open("250-mx.test\r\n250 PIPELINING\r\n");
+    auto m = message({"x@d.test", "y@d.test"}, "caf\xc3\xa9\r\n");
+    m.eight_bit = true;
+    g.client.send(m);
+    EXPECT_EQ(g.client.take_output(), "");
+    auto r = g.client.take_result();
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->size(), 2u);
+    EXPECT_EQ((*r)[0].code, 554);
+    EXPECT_EQ((*r)[1].text.rfind("5.6.3 ", 0), 0u);
+    ASSERT_TRUE(g.client.ready());
+    g.client.send(message({"x@d.test"}));
+    EXPECT_EQ(g.client.take_output(), "MAIL FROM:<a@example.test>\r\nRCPT TO:<x@d.test>\r\nDATA\r\n");
+
+    Fixture h;
+    h.open("502 5.5.1 no EHLO\r\n");
+    h.client.feed("250 hi\r\n");
+    h.client.send(m);
+    r = h.client.take_result();
+    ASSERT_TRUE(r);
+    EXPECT_EQ((*r)[0].code, 554);
+}
+
 // STARTTLS when offered and enabled: the host does the handshake, then EHLO again.
 TEST(SmtpClient, StartTls) {
     Fixture f;
