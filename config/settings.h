@@ -79,7 +79,7 @@ struct TlsSettings {
     std::string key_file;
     bool self_signed = false;                // Make a self-signed pair if the files are absent.
     std::string min_version = "1.2";         // "1.2" or "1.3".
-    std::string ciphers;                     // OpenSSL-style list for wolfSSL; empty: default.
+    std::string ciphers;                     // OpenSSL-style list; empty: ChaCha20 first.
     // Key exchange groups, most preferred first (rp::tls::groups_default): the server's and
     // the relay client's. X25519 first, as real mail clients offer it.
     std::vector<std::string> groups = {"X25519", "P-256", "P-384"};

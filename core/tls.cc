@@ -208,8 +208,8 @@ WOLFSSL_CTX* context_make(const TlsCertificate& certificate, const TlsMaterial& 
     if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS) {
         return fail("the private key does not match the certificate");
     }
-    if (!material.ciphers.empty() &&
-        wolfSSL_CTX_set_cipher_list(ctx, material.ciphers.c_str()) != WOLFSSL_SUCCESS) {
+    const char* ciphers = material.ciphers.empty() ? ciphers_default : material.ciphers.c_str();
+    if (wolfSSL_CTX_set_cipher_list(ctx, ciphers) != WOLFSSL_SUCCESS) {
         return fail("no usable cipher in tls.ciphers \"" + material.ciphers + "\"");
     }
     if (!material.groups.empty() && groups_apply(ctx, material.groups) != Status::ok) {

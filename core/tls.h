@@ -76,10 +76,24 @@ std::string_view group_name(int group);
 // rest. X25519 costs a fraction of P-256 in Debian's wolfSSL (no P-256 assembly there).
 inline const std::vector<std::string> groups_default = {"X25519", "P-256", "P-384"};
 
+// The server's cipher suites when tls.ciphers is empty, in the server's order of preference
+// (wolfSSL picks by the server's order): ChaCha20-Poly1305 first, because Debian's wolfSSL
+// has no AES-NI code and ChaCha20-Poly1305 runs about 3x faster than AES-GCM there
+// (bench_tls BM_TlsRecord*), as BoringSSL prefers it on machines without AES hardware; then
+// AES-GCM, then the CBC suites old mail clients may need. No RC4, 3DES, NULL or PSK suites.
+inline constexpr const char* ciphers_default =
+    "TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-AES128-SHA256:ECDHE-RSA-AES128-SHA256:"
+    "ECDHE-ECDSA-AES256-SHA384:ECDHE-RSA-AES256-SHA384:"
+    "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA";
+
 struct TlsMaterial {
     std::vector<TlsCertificate> certificates;  // [0] is the default; must not be empty.
     unsigned min_version = 12;                 // 12: TLS 1.2, 13: TLS 1.3.
-    std::string ciphers;                       // wolfSSL/OpenSSL cipher list; empty: default.
+    std::string ciphers;                       // wolfSSL/OpenSSL list; empty: ciphers_default.
     // Key exchange groups, most preferred first (groups_parse); empty: wolfSSL's defaults.
     // A client key share of a listed group is taken as it is (no extra round trip); a
     // client with no listed group fails the handshake (TLS 1.2: wolfSSL falls back to P-256

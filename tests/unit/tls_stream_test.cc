@@ -351,6 +351,30 @@ TEST_F(TlsStreamTest, UnlistedGroupFails) {
     }
 }
 
+// Proves the default cipher order is the server's and puts ChaCha20-Poly1305 first (a
+// wolfSSL client lists AES-128-GCM first), and tls.ciphers overrides it.
+TEST_F(TlsStreamTest, ServerPrefersChaCha) {
+    for (int version : {12, 13}) {
+        Pipe pipe;
+        Client client(version);
+        auto server = TlsStream::server(context(), pipe);
+        ASSERT_TRUE(handshake(*server, pipe, client, 1u << 20)) << version;
+        EXPECT_NE(server->cipher().find("CHACHA20-POLY1305"), std::string_view::npos)
+            << version << " " << server->cipher();
+    }
+    TlsMaterial material;
+    material.certificates.push_back(*certificate_);
+    material.ciphers = "TLS13-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256";
+    std::string error;
+    auto shared = TlsContext::create(material, &error);
+    ASSERT_TRUE(shared.ok()) << error;
+    Pipe pipe;
+    Client client(13);
+    auto server = TlsStream::server(*shared, pipe);
+    ASSERT_TRUE(handshake(*server, pipe, client, 1u << 20));
+    EXPECT_EQ(server->cipher(), "TLS13-AES128-GCM-SHA256");
+}
+
 // Proves a bad key or certificate is refused with a message, not a crash.
 TEST_F(TlsStreamTest, BadMaterialRefused) {
     TlsMaterial material;
