@@ -66,6 +66,7 @@ struct Client {
 struct Setup {
     std::filesystem::path folder;
     std::shared_ptr<const rp::tls::TlsContext> context;
+    std::shared_ptr<const rp::tls::TlsContext> context_no_tickets;  // ticket_lifetime_s = 0.
     WOLFSSL_CTX* client_ctx = nullptr;
     Setup() {
         folder = std::filesystem::temp_directory_path() / ("rp-bench-tls-" + std::to_string(getpid()));
@@ -81,6 +82,8 @@ struct Setup {
         material.min_version = 13;
         material.groups = *rp::tls::groups_parse(rp::tls::groups_default, &error);
         context = *rp::tls::TlsContext::create(material, &error);
+        material.ticket_lifetime_s = 0;
+        context_no_tickets = *rp::tls::TlsContext::create(material, &error);
         client_ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
         wolfSSL_CTX_set_verify(client_ctx, WOLFSSL_VERIFY_NONE, nullptr);
         // Supported groups as real clients list them; each benchmark picks the key share.
@@ -132,7 +135,8 @@ double handshake(TlsStream& server, Pipe& pipe, Client& client, int* server_flig
 }
 
 // A full handshake with the client's key share of group range(0) (X25519 or P-256; the
-// server's list has both, so neither needs a HelloRetryRequest: flights stays 2).
+// server's list has both, so neither needs a HelloRetryRequest: flights stays 2); range(1)
+// 0 turns session tickets off (the cost of issuing one).
 void BM_TlsFullHandshake(benchmark::State& state) {
     Setup& s = setup();
     const int group = key_shares[state.range(0)];
@@ -142,7 +146,7 @@ void BM_TlsFullHandshake(benchmark::State& state) {
         Pipe pipe;
         Client client(s.client_ctx);
         wolfSSL_UseKeyShare(client.ssl, static_cast<word16>(group));
-        auto server = TlsStream::server(s.context, pipe);
+        auto server = TlsStream::server(state.range(1) != 0 ? s.context : s.context_no_tickets, pipe);
         double us = handshake(*server, pipe, client, &flights);
         if (us < 0) state.SkipWithError("handshake failed");
         server_us += us;
@@ -151,9 +155,10 @@ void BM_TlsFullHandshake(benchmark::State& state) {
     state.counters["server_cpu_us"] = benchmark::Counter(server_us / iterations);
     state.counters["server_handshakes_per_cpu_s"] = benchmark::Counter(1e6 * iterations / server_us);
     state.counters["server_flights"] = benchmark::Counter(flights / iterations);
-    state.SetLabel(std::string(rp::tls::group_name(group)));
+    state.SetLabel(std::string(rp::tls::group_name(group)) +
+                   (state.range(1) != 0 ? " ticket" : " no ticket"));
 }
-BENCHMARK(BM_TlsFullHandshake)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_TlsFullHandshake)->ArgsProduct({{0, 1}, {1, 0}})->Unit(benchmark::kMicrosecond);
 
 void BM_TlsResumedHandshake(benchmark::State& state) {
     Setup& s = setup();
