@@ -1,6 +1,7 @@
 // bench/bench_tls.cc: server-side TLS cost over memory (no sockets): full TLS 1.3 ECDSA P-256
-// handshakes, resumed handshakes (session ticket), record encryption and decryption, and a
-// SCRAM-SHA-256 verification. Client and server run in one thread; the server's share is
+// handshakes per key exchange group (X25519, P-256), resumed handshakes (session ticket),
+// record encryption and decryption per cipher suite (AES-128-GCM, AES-256-GCM,
+// ChaCha20-Poly1305), and a SCRAM-SHA-256 verification. Client and server run in one thread; the server's share is
 // measured with a per-thread CPU clock around the server calls only (counter server_cpu_us),
 // so handshakes per server-CPU-second = 1e6 / server_cpu_us.
 //
@@ -65,6 +66,7 @@ struct Client {
 struct Setup {
     std::filesystem::path folder;
     std::shared_ptr<const rp::tls::TlsContext> context;
+    std::shared_ptr<const rp::tls::TlsContext> context_no_tickets;  // ticket_lifetime_s = 0.
     WOLFSSL_CTX* client_ctx = nullptr;
     Setup() {
         folder = std::filesystem::temp_directory_path() / ("rp-bench-tls-" + std::to_string(getpid()));
@@ -78,10 +80,14 @@ struct Setup {
         rp::tls::TlsMaterial material;
         material.certificates.push_back(*certificate);
         material.min_version = 13;
+        material.groups = *rp::tls::groups_parse(rp::tls::groups_default, &error);
         context = *rp::tls::TlsContext::create(material, &error);
+        material.ticket_lifetime_s = 0;
+        context_no_tickets = *rp::tls::TlsContext::create(material, &error);
         client_ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
         wolfSSL_CTX_set_verify(client_ctx, WOLFSSL_VERIFY_NONE, nullptr);
-        // P-256 key share, as the certificate (the common client choice).
+        // Supported groups as real clients list them; each benchmark picks the key share.
+        if (rp::tls::groups_apply(client_ctx, material.groups) != rp::Status::ok) std::abort();
         std::filesystem::remove_all(folder);
     }
     ~Setup() { wolfSSL_CTX_free(client_ctx); }
@@ -92,8 +98,17 @@ Setup& setup() {
     return s;
 }
 
-// One handshake; returns the server's CPU microseconds, or -1 on failure.
-double handshake(TlsStream& server, Pipe& pipe, Client& client) {
+// The key share a benchmark's client sends: range(0) of the handshake benchmarks.
+constexpr int key_shares[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
+
+// Cipher suites a benchmark's client offers alone: range(1) of the record benchmarks.
+constexpr const char* suites[] = {"TLS13-AES128-GCM-SHA256", "TLS13-AES256-GCM-SHA384",
+                                  "TLS13-CHACHA20-POLY1305-SHA256"};
+
+// One handshake; returns the server's CPU microseconds, or -1 on failure. `server_flights`
+// counts the server calls that took client bytes (2 for a 1-RTT handshake, 3 after a
+// HelloRetryRequest).
+double handshake(TlsStream& server, Pipe& pipe, Client& client, int* server_flights = nullptr) {
     double server_us = 0;
     for (int round = 0; round < 50; ++round) {
         wolfSSL_connect(client.ssl);
@@ -105,6 +120,7 @@ double handshake(TlsStream& server, Pipe& pipe, Client& client) {
             auto step = server.handshake();
             client.out.erase(0, server.input_consumed());
             server_us += thread_cpu_us() - start;
+            if (server_flights != nullptr) ++*server_flights;
             if (step == TlsStream::Step::failed) return -1;
         }
         if (server.established() && wolfSSL_is_init_finished(client.ssl)) {
@@ -118,24 +134,31 @@ double handshake(TlsStream& server, Pipe& pipe, Client& client) {
     return -1;
 }
 
+// A full handshake with the client's key share of group range(0) (X25519 or P-256; the
+// server's list has both, so neither needs a HelloRetryRequest: flights stays 2); range(1)
+// 0 turns session tickets off (the cost of issuing one).
 void BM_TlsFullHandshake(benchmark::State& state) {
     Setup& s = setup();
+    const int group = key_shares[state.range(0)];
     double server_us = 0;
+    int flights = 0;
     for (auto _ : state) {
         Pipe pipe;
         Client client(s.client_ctx);
-        wolfSSL_UseKeyShare(client.ssl, WOLFSSL_ECC_SECP256R1);
-        auto server = TlsStream::server(s.context, pipe);
-        double us = handshake(*server, pipe, client);
+        wolfSSL_UseKeyShare(client.ssl, static_cast<word16>(group));
+        auto server = TlsStream::server(state.range(1) != 0 ? s.context : s.context_no_tickets, pipe);
+        double us = handshake(*server, pipe, client, &flights);
         if (us < 0) state.SkipWithError("handshake failed");
         server_us += us;
     }
-    state.counters["server_cpu_us"] = benchmark::Counter(
-        server_us / static_cast<double>(state.iterations()));
-    state.counters["server_handshakes_per_cpu_s"] =
-        benchmark::Counter(1e6 * static_cast<double>(state.iterations()) / server_us);
+    const double iterations = static_cast<double>(state.iterations());
+    state.counters["server_cpu_us"] = benchmark::Counter(server_us / iterations);
+    state.counters["server_handshakes_per_cpu_s"] = benchmark::Counter(1e6 * iterations / server_us);
+    state.counters["server_flights"] = benchmark::Counter(flights / iterations);
+    state.SetLabel(std::string(rp::tls::group_name(group)) +
+                   (state.range(1) != 0 ? " ticket" : " no ticket"));
 }
-BENCHMARK(BM_TlsFullHandshake)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_TlsFullHandshake)->ArgsProduct({{0, 1}, {1, 0}})->Unit(benchmark::kMicrosecond);
 
 void BM_TlsResumedHandshake(benchmark::State& state) {
     Setup& s = setup();
@@ -152,7 +175,7 @@ void BM_TlsResumedHandshake(benchmark::State& state) {
     for (auto _ : state) {
         Pipe pipe;
         Client client(s.client_ctx);
-        wolfSSL_UseKeyShare(client.ssl, WOLFSSL_ECC_SECP256R1);
+        wolfSSL_UseKeyShare(client.ssl, WOLFSSL_ECC_X25519);
         wolfSSL_set_session(client.ssl, session);
         auto server = TlsStream::server(s.context, pipe);
         double us = handshake(*server, pipe, client);
@@ -171,11 +194,12 @@ void BM_TlsResumedHandshake(benchmark::State& state) {
 }
 BENCHMARK(BM_TlsResumedHandshake)->Unit(benchmark::kMicrosecond);
 
-// Server encrypts `range(0)` bytes of plaintext (AES-128-GCM or the negotiated suite).
+// Server encrypts `range(0)` bytes of plaintext with suite range(1).
 void BM_TlsRecordEncrypt(benchmark::State& state) {
     Setup& s = setup();
     Pipe pipe;
     Client client(s.client_ctx);
+    wolfSSL_set_cipher_list(client.ssl, suites[state.range(1)]);
     auto server = TlsStream::server(s.context, pipe);
     if (handshake(*server, pipe, client) < 0) state.SkipWithError("handshake failed");
     std::string plain(static_cast<std::size_t>(state.range(0)), 'x');
@@ -189,13 +213,14 @@ void BM_TlsRecordEncrypt(benchmark::State& state) {
     state.SetBytesProcessed(state.iterations() * state.range(0));
     state.SetLabel(std::string(server->cipher()));
 }
-BENCHMARK(BM_TlsRecordEncrypt)->Arg(4096)->Arg(16384)->Arg(1 << 20);
+BENCHMARK(BM_TlsRecordEncrypt)->ArgsProduct({{4096, 16384, 1 << 20}, {0, 1, 2}});
 
-// Server decrypts records of `range(0)` plaintext bytes made once by the client.
+// Server decrypts records of `range(0)` plaintext bytes (suite range(1)) made by the client.
 void BM_TlsRecordDecrypt(benchmark::State& state) {
     Setup& s = setup();
     Pipe pipe;
     Client client(s.client_ctx);
+    wolfSSL_set_cipher_list(client.ssl, suites[state.range(1)]);
     auto server = TlsStream::server(s.context, pipe);
     if (handshake(*server, pipe, client) < 0) state.SkipWithError("handshake failed");
     std::string plain(static_cast<std::size_t>(state.range(0)), 'x');
@@ -219,8 +244,9 @@ void BM_TlsRecordDecrypt(benchmark::State& state) {
         if (got != plain.size()) state.SkipWithError("decrypt short");
     }
     state.SetBytesProcessed(state.iterations() * state.range(0));
+    state.SetLabel(std::string(server->cipher()));
 }
-BENCHMARK(BM_TlsRecordDecrypt)->Arg(4096)->Arg(16384)->Arg(1 << 20);
+BENCHMARK(BM_TlsRecordDecrypt)->ArgsProduct({{4096, 16384, 1 << 20}, {0, 1, 2}});
 
 // The server's whole share of a SCRAM-SHA-256 login (parse, challenge, proof check,
 // signature), with the client's messages made once (fixed nonces, RFC 7677's example).

@@ -4,10 +4,22 @@
 # one certificate (ECDSA P-256) for both, loaded by the same client
 # (ringpost-bench smtp --starttls --auth PLAIN).
 #
-#   bash bench/compare_tls.sh [--messages N] [--sessions N] [--per-session N] [--threads N] [--keep]
+#   bash bench/compare_tls.sh [--messages N] [--sessions N] [--per-session N]
+#                             [--persistent-sessions N] [--persistent-messages N] [--groups LIST]
+#                             [--pin] [--threads N] [--keep]
 #
-# --per-session 1 (the default) makes every message a new connection: a full TLS handshake,
-# AUTH and one message, so msgs/s is also handshakes/s. --per-session 0 keeps connections.
+# Two modes, both servers in each, one summary table per mode:
+#   new connection per message (--per-session 1, --sessions 20): a full TLS handshake, AUTH and
+#     one message, so msgs/s is also handshakes/s;
+#   persistent (--per-session 0, --persistent-sessions 50): encrypted SMTP throughput, 50
+#     sessions sending many messages each (like the plain 50-session SMTP load);
+#     --persistent-messages N [5 x --messages] messages in this mode.
+# --per-session N runs only that mode (N > 0 counts as "new connection" with N per session).
+# --groups: the key exchange groups the client offers, key share for the first
+#   [X25519,P-256,P-384: what Thunderbird, OpenSSL and Apple clients offer]; P-256 forces P-256.
+# --pin: the server on CPU 0 (ringpostd one shard; Postfix and its Dovecot restricted with
+#   taskset), the load client on CPU 1: the same rule for both servers, and the client no
+#   longer competes with the server for its core. Default: no pinning (ringpostd 2 shards).
 # --threads sets ringpost-bench's client threads [1].
 # Prints msgs/s, server and client CPU per message and the ratio to Postfix. Postfix counts until its
 # queue is empty (local delivery done); its CPU includes the auth-only Dovecot's. ringpostd
@@ -20,7 +32,11 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 messages=2000
 sessions=20
-per_session=1
+per_session=both
+persistent_sessions=50
+persistent_messages=0
+groups=X25519,P-256,P-384
+pin=0
 threads=1
 keep=0
 while (($#)); do
@@ -28,6 +44,10 @@ while (($#)); do
     --messages) messages=$2; shift 2 ;;
     --sessions) sessions=$2; shift 2 ;;
     --per-session) per_session=$2; shift 2 ;;
+    --persistent-sessions) persistent_sessions=$2; shift 2 ;;
+    --persistent-messages) persistent_messages=$2; shift 2 ;;
+    --groups) groups=$2; shift 2 ;;
+    --pin) pin=1; shift ;;
     --threads) threads=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -37,7 +57,12 @@ done
 log() { echo "compare_tls: $*" >&2; }
 die() { log "$*"; exit 1; }
 export PATH=$PATH:/usr/sbin:/sbin
-for tool in postfix dovecot openssl python3; do
+server_cpus=() client_cpus=() ringpostd_cores=2
+if ((pin)); then
+  (($(nproc) >= 2)) || die "--pin needs two CPUs"
+  server_cpus=(taskset -c 0) client_cpus=(taskset -c 1) ringpostd_cores=1
+fi
+for tool in postfix dovecot openssl python3 taskset; do
   command -v $tool >/dev/null || die "$tool is missing (bash tools/deps.sh)"
 done
 build=${RP_BUILD_DIR:-$root/build}
@@ -120,7 +145,7 @@ service auth {
   }
 }
 EOF
-dovecot -c "$dove/dovecot.conf" -F >"$dove/stdout.log" 2>&1 &
+${server_cpus[@]+"${server_cpus[@]}"} dovecot -c "$dove/dovecot.conf" -F >"$dove/stdout.log" 2>&1 &
 dove_pid=$!
 pids+=("$dove_pid")
 dove_socket=$dove/run/postfix-auth
@@ -196,7 +221,7 @@ tlsmgr    unix  - - n 1000? 1 tlsmgr
 postlog   unix-dgram n - n - 1 postlogd
 EOF
 postfix_etc=$base/etc
-postfix -c "$base/etc" start >"$work/postfix-start.log" 2>&1 || die "Postfix did not start: $(tail -3 "$work/postfix-start.log")"
+${server_cpus[@]+"${server_cpus[@]}"} postfix -c "$base/etc" start >"$work/postfix-start.log" 2>&1 || die "Postfix did not start: $(tail -3 "$work/postfix-start.log")"
 wait_port "$postfix_port" 20 || die "Postfix is not listening"
 postfix_pid=$(tr -d ' ' <"$base/queue/pid/master.pid")
 
@@ -206,7 +231,7 @@ mkdir -p "$work/ringpostd/data"
 cat >"$work/ringpostd/ringpost.toml" <<EOF
 [server]
 hostname = "mail.example.test"
-cores = 2
+cores = $ringpostd_cores
 pin_cores = false
 data_dir = "$work/ringpostd/data"
 log_level = "warn"
@@ -229,7 +254,7 @@ name = "example.test"
 address = "demo@example.test"
 password = "demo"
 EOF
-"$ringpostd" --config "$work/ringpostd/ringpost.toml" >"$work/ringpostd.log" 2>&1 &
+${server_cpus[@]+"${server_cpus[@]}"} "$ringpostd" --config "$work/ringpostd/ringpost.toml" >"$work/ringpostd.log" 2>&1 &
 ringpostd_pid=$!
 pids+=("$ringpostd_pid")
 wait_port "$ringpostd_port" 20 || die "ringpostd did not listen: $(tail -3 "$work/ringpostd.log")"
@@ -238,16 +263,23 @@ postfix_queue_count() {
   find "$base/queue/"{maildrop,incoming,active,deferred,hold} -type f 2>/dev/null | wc -l
 }
 
-run() {  # NAME PORT PID [PID...]: the server's CPU is that of every PID's tree
-  local name=$1 port=$2 before=0 after=0 start end pid client_before client_after
-  shift 2
+run() {  # MODE NAME PORT PID [PID...]: the server's CPU is that of every PID's tree
+  local mode=$1 name=$2 port=$3 before=0 after=0 start end pid client_before client_after
+  local mode_sessions=$sessions mode_per_session=$per_session mode_messages=$messages
+  shift 3
+  if [[ $mode == persistent ]]; then
+    mode_sessions=$persistent_sessions mode_per_session=0
+    mode_messages=$((persistent_messages > 0 ? persistent_messages : 5 * messages))
+  fi
+  if [[ $mode == new && $per_session == both ]]; then mode_per_session=1; fi
   for pid in "$@"; do before=$((before + $(tree_ticks "$pid"))); done
   start=$(date +%s.%N)
   client_before=$(reaped_ticks)
-  "$bench" smtp --threads "$threads" --host 127.0.0.1 --port "$port" --starttls --auth PLAIN --user demo@example.test \
-    --password demo --sessions "$sessions" --messages "$messages" --per-session "$per_session" \
+  ${client_cpus[@]+"${client_cpus[@]}"} "$bench" smtp --threads "$threads" --host 127.0.0.1 \
+    --port "$port" --starttls --groups "$groups" --auth PLAIN --user demo@example.test \
+    --password demo --sessions "$mode_sessions" --messages "$mode_messages" --per-session "$mode_per_session" \
     --size 4096 --from demo@example.test --to demo@example.test --to-spread 1 --timeout 60s \
-    --quiet --json >"$work/$name.json" 2>"$work/$name.err" || log "$name: ringpost-bench reported errors"
+    --quiet --json >"$work/$mode-$name.json" 2>"$work/$mode-$name.err" || log "$mode $name: ringpost-bench reported errors"
   client_after=$(reaped_ticks)
   if [[ $name == postfix ]]; then
     local drain=$SECONDS
@@ -255,37 +287,53 @@ run() {  # NAME PORT PID [PID...]: the server's CPU is that of every PID's tree
   fi
   end=$(date +%s.%N)
   for pid in "$@"; do after=$((after + $(tree_ticks "$pid"))); done
-  python3 - "$work/$name.json" "$name" "$start" "$end" "$before" "$after" "$clk_tck" \
+  python3 - "$work/$mode-$name.json" "$mode" "$name" "$start" "$end" "$before" "$after" "$clk_tck" \
     "$((client_after - client_before))" <<'PY' >>"$work/results"
 import json, sys
-path, name, start, end, before, after, tck, client = sys.argv[1:]
+path, mode, name, start, end, before, after, tck, client = sys.argv[1:]
 data = json.load(open(path))
 ok = data.get("completed", 0)
 seconds = float(end) - float(start)
 cpu = (int(after) - int(before)) / float(tck)
-print("%s\t%d\t%.3f\t%.3f\t%.3f" % (name, ok, seconds, cpu, int(client) / float(tck)))
+print("%s\t%s\t%d\t%.3f\t%.3f\t%.3f" % (mode, name, ok, seconds, cpu, int(client) / float(tck)))
 PY
 }
 
 uptime >&2
-run postfix "$postfix_port" "$postfix_pid" "$dove_pid"
-run ringpostd "$ringpostd_port" "$ringpostd_pid"
-python3 - "$work/results" "$per_session" <<'PY'
+modes=(new persistent)
+[[ $per_session == both ]] || { ((per_session > 0)) && modes=(new) || modes=(persistent); }
+for mode in "${modes[@]}"; do
+  run "$mode" postfix "$postfix_port" "$postfix_pid" "$dove_pid"
+  run "$mode" ringpostd "$ringpostd_port" "$ringpostd_pid"
+done
+uptime >&2
+python3 - "$work/results" "$per_session" "$sessions" "$persistent_sessions" "$groups" "$pin" <<'PY'
 import sys
 rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines()]
-per = sys.argv[2]
-print("STARTTLS + AUTH PLAIN + one 4 KiB message%s" %
-      (" per connection (msgs/s = handshakes/s)" if per == "1" else ", persistent connections"))
-print("%-10s %8s %9s %10s %12s %10s %12s" % ("server", "accepted", "msgs/s", "vs postfix",
-      "CPU ms/msg", "CPU ratio", "client ms/msg"))
-base = base_cpu = None
-for name, ok, seconds, cpu, client in rows:
-    ok, seconds, cpu, client = int(ok), float(seconds), float(cpu), float(client)
-    rate = ok / seconds if seconds > 0 else 0
-    per = 1000 * cpu / max(ok, 1)
-    if name == "postfix":
-        base, base_cpu = rate, per
-    print("%-10s %8d %9.0f %10s %12.3f %10s %12.3f" % (name, ok, rate,
-          "%.2fx" % (rate / base) if base else "-", per,
-          "%.2fx" % (base_cpu / per) if base_cpu and per else "-", 1000 * client / max(ok, 1)))
+per, sessions, persistent, groups, pin = sys.argv[2:]
+titles = {
+    "new": "new connection per message (%s per session, %s sessions: msgs/s = handshakes/s)"
+           % ("1" if per == "both" else per, sessions),
+    "persistent": "persistent connections (%s sessions, encrypted SMTP throughput)" % persistent,
+}
+print("STARTTLS + AUTH PLAIN + 4 KiB messages; client groups %s; %s" %
+      (groups, "server on CPU 0, client on CPU 1" if pin == "1" else "no CPU pinning"))
+for mode in ("new", "persistent"):
+    mode_rows = [r[1:] for r in rows if r[0] == mode]
+    if not mode_rows:
+        continue
+    print()
+    print(titles[mode])
+    print("%-10s %8s %9s %10s %12s %10s %12s" % ("server", "accepted", "msgs/s", "vs postfix",
+          "CPU ms/msg", "CPU ratio", "client ms/msg"))
+    base = base_cpu = None
+    for name, ok, seconds, cpu, client in mode_rows:
+        ok, seconds, cpu, client = int(ok), float(seconds), float(cpu), float(client)
+        rate = ok / seconds if seconds > 0 else 0
+        cost = 1000 * cpu / max(ok, 1)
+        if name == "postfix":
+            base, base_cpu = rate, cost
+        print("%-10s %8d %9.0f %10s %12.3f %10s %12.3f" % (name, ok, rate,
+              "%.2fx" % (rate / base) if base else "-", cost,
+              "%.2fx" % (base_cpu / cost) if base_cpu and cost else "-", 1000 * client / max(ok, 1)))
 PY

@@ -8,6 +8,7 @@
 
 #include "core/limits.h"
 #include "core/shard.h"
+#include "core/tls.h"
 
 namespace rp::config {
 namespace {
@@ -70,6 +71,12 @@ public:
         if (s.server.hostname.empty()) fail(0, "server.hostname", "must not be empty");
         if (s.tls.min_version != "1.2" && s.tls.min_version != "1.3") {
             fail(0, "tls.min_version", "must be \"1.2\" or \"1.3\"");
+        }
+        std::string groups_error;
+        if (s.tls.groups.empty()) {
+            fail(0, "tls.groups", "must name at least one group");
+        } else if (!tls::groups_parse(s.tls.groups, &groups_error)) {
+            fail(0, "tls.groups", groups_error);
         }
         if (s.server.data_dir.empty()) fail(0, "server.data_dir", "must not be empty");
         const char* const levels[] = {"debug", "info", "warn", "error"};

@@ -288,6 +288,7 @@ void read_rest(Context& context, TableReader& root, Settings& s) {
         reader.boolean("self_signed", s.tls.self_signed);
         reader.string("min_version", s.tls.min_version);
         reader.string("ciphers", s.tls.ciphers);
+        reader.strings("groups", s.tls.groups);
         reader.integer("handshake_timeout_ms", s.tls.handshake_timeout_ms, 1, ms_max);
         reader.integer("ticket_lifetime_s", s.tls.ticket_lifetime_s, 0, 1800);
         s.tls.certificates.clear();

@@ -68,6 +68,7 @@ std::vector<std::pair<std::string, std::string>> settings_flatten(const Settings
     add("tls.self_signed", s.tls.self_signed ? "true" : "false");
     add("tls.min_version", s.tls.min_version);
     add("tls.ciphers", s.tls.ciphers);
+    add("tls.groups", join(s.tls.groups));
     add("tls.handshake_timeout_ms", num(s.tls.handshake_timeout_ms));
     add("tls.ticket_lifetime_s", num(s.tls.ticket_lifetime_s));
     std::vector<std::string> certificates;

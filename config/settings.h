@@ -79,7 +79,10 @@ struct TlsSettings {
     std::string key_file;
     bool self_signed = false;                // Make a self-signed pair if the files are absent.
     std::string min_version = "1.2";         // "1.2" or "1.3".
-    std::string ciphers;                     // OpenSSL-style list for wolfSSL; empty: default.
+    std::string ciphers;                     // OpenSSL-style list; empty: ChaCha20 first.
+    // Key exchange groups, most preferred first (rp::tls::groups_default): the server's and
+    // the relay client's. X25519 first, as real mail clients offer it.
+    std::vector<std::string> groups = {"X25519", "P-256", "P-384"};
     std::uint64_t handshake_timeout_ms = 30'000;
     std::uint64_t ticket_lifetime_s = 1800;  // Session tickets (resumption); 0: off; <= 1800.
                                              // Also how often the ticket key rotates.

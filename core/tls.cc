@@ -158,6 +158,26 @@ int on_servername(WOLFSSL* ssl, int* /*alert*/, void* arg) {
     return 0;
 }
 
+struct GroupName {
+    std::string_view name;
+    int group;
+};
+// The first spelling of each group is its canonical name (group_name).
+constexpr GroupName group_names[] = {
+    {"X25519", WOLFSSL_ECC_X25519},       {"P-256", WOLFSSL_ECC_SECP256R1},
+    {"P-384", WOLFSSL_ECC_SECP384R1},     {"P-521", WOLFSSL_ECC_SECP521R1},
+    {"prime256v1", WOLFSSL_ECC_SECP256R1}, {"secp256r1", WOLFSSL_ECC_SECP256R1},
+    {"secp384r1", WOLFSSL_ECC_SECP384R1}, {"secp521r1", WOLFSSL_ECC_SECP521R1},
+};
+
+// TlsStream::last_error_ when the handshake used a group tls.groups does not list (no
+// wolfSSL error code is this large).
+constexpr int group_refused = -100000;
+
+bool same_ignoring_case(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && lower(a) == lower(b);
+}
+
 WOLFSSL_CTX* context_make(const TlsCertificate& certificate, const TlsMaterial& material,
                           const TicketKeys* ticket_keys, std::string* error) {
     WOLFSSL_CTX* ctx = wolfSSL_CTX_new(wolfSSLv23_server_method());
@@ -188,9 +208,12 @@ WOLFSSL_CTX* context_make(const TlsCertificate& certificate, const TlsMaterial& 
     if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS) {
         return fail("the private key does not match the certificate");
     }
-    if (!material.ciphers.empty() &&
-        wolfSSL_CTX_set_cipher_list(ctx, material.ciphers.c_str()) != WOLFSSL_SUCCESS) {
+    const char* ciphers = material.ciphers.empty() ? ciphers_default : material.ciphers.c_str();
+    if (wolfSSL_CTX_set_cipher_list(ctx, ciphers) != WOLFSSL_SUCCESS) {
         return fail("no usable cipher in tls.ciphers \"" + material.ciphers + "\"");
+    }
+    if (!material.groups.empty() && groups_apply(ctx, material.groups) != Status::ok) {
+        return fail("wolfSSL refused tls.groups");
     }
     // A mail client may not verify us at all, but we never ask for its certificate.
     wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, nullptr);
@@ -213,6 +236,65 @@ WOLFSSL_CTX* context_make(const TlsCertificate& certificate, const TlsMaterial& 
 }
 
 }  // namespace
+
+Result<std::vector<int>> groups_parse(const std::vector<std::string>& names,
+                                      std::string* error) {
+    RP_ASSERT(error != nullptr);
+    std::vector<int> groups;
+    for (const std::string& name : names) {
+        const GroupName* found = nullptr;
+        for (const GroupName& candidate : group_names) {
+            if (same_ignoring_case(candidate.name, name)) found = &candidate;
+        }
+        if (found == nullptr) {
+            *error = "unknown group \"" + name + "\" (X25519, P-256, P-384 or P-521)";
+            return Status::invalid;
+        }
+        if (std::find(groups.begin(), groups.end(), found->group) != groups.end()) {
+            *error = "group \"" + name + "\" listed twice";
+            return Status::invalid;
+        }
+        groups.push_back(found->group);
+    }
+    if (groups.size() > WOLFSSL_MAX_GROUP_COUNT) {
+        *error = "too many groups";
+        return Status::invalid;
+    }
+    RP_ASSERT(groups.size() == names.size());
+    return groups;
+}
+
+std::string_view group_name(int group) {
+    for (const GroupName& candidate : group_names) {
+        if (candidate.group == group) return candidate.name;
+    }
+    return {};
+}
+
+Status groups_apply(WOLFSSL_CTX* ctx, const std::vector<int>& groups) {
+    RP_ASSERT(ctx != nullptr);
+    RP_ASSERT(!groups.empty());
+    // The curves list disables every group not named, for TLS 1.2 ECDHE (RFC 8422 5.1.1)
+    // too, then sets the TLS 1.3 preference (supported_groups and key share) in this order:
+    // a client's key share of any listed group is taken as it is; one with only unlisted
+    // shares gets a HelloRetryRequest naming the best shared group, or fails.
+    std::string names;
+    for (int group : groups) {
+        std::string_view name = group_name(group);
+        if (name.empty()) return Status::invalid;
+        if (!names.empty()) names += ':';
+        names += name;
+    }
+    if (wolfSSL_CTX_set1_curves_list(ctx, names.c_str()) != WOLFSSL_SUCCESS) {
+        return Status::invalid;
+    }
+    std::vector<int> copy = groups;  // wolfSSL takes a non-const pointer.
+    if (wolfSSL_CTX_set_groups(ctx, copy.data(), static_cast<int>(copy.size())) !=
+        WOLFSSL_SUCCESS) {
+        return Status::invalid;
+    }
+    return Status::ok;
+}
 
 Result<std::shared_ptr<const TicketKeys>> ticket_keys_rotate(const TicketKeys* before) {
     auto keys = std::make_shared<TicketKeys>();
@@ -328,6 +410,7 @@ Result<std::shared_ptr<TlsContext>> TlsContext::create(const TlsMaterial& materi
     }
     library_init();
     std::shared_ptr<TlsContext> context(new TlsContext());
+    context->groups_ = material.groups;
     context->ticket_keys_ = material.ticket_keys;
     if (context->ticket_keys_ == nullptr && material.ticket_lifetime_s > 0) {
         auto keys = ticket_keys_rotate(nullptr);
@@ -375,6 +458,10 @@ WOLFSSL_CTX* TlsContext::for_listener(std::string_view kind) const {
         }
     }
     return contexts_.front();
+}
+
+bool TlsContext::group_allowed(int group) const {
+    return groups_.empty() || std::find(groups_.begin(), groups_.end(), group) != groups_.end();
 }
 
 WOLFSSL_CTX* TlsContext::find_name(std::string_view name) const {
@@ -441,6 +528,16 @@ TlsStream::Step TlsStream::handshake() {
     RP_ASSERT(!established_);
     int r = wolfSSL_accept(ssl_);
     if (r == WOLFSSL_SUCCESS) {
+        // TLS 1.2: with no listed curve in the ClientHello wolfSSL still does ECDHE on P-256;
+        // refuse that here, as TLS 1.3 refuses it during the handshake.
+        std::string_view group = this->group();
+        for (const GroupName& candidate : group_names) {
+            if (!group.empty() && candidate.name == group &&
+                !context_->group_allowed(candidate.group)) {
+                last_error_ = group_refused;
+                return Step::failed;
+            }
+        }
         established_ = true;
         return Step::done;
     }
@@ -493,9 +590,23 @@ std::string_view TlsStream::cipher() const {
     return name != nullptr ? name : "";
 }
 
+std::string_view TlsStream::group() const {
+    const char* name = wolfSSL_get_curve_name(ssl_);
+    if (name == nullptr) return {};
+    // wolfSSL names curves "SECP256R1"; ours are the RFC 8446 / config spellings.
+    for (const GroupName& candidate : group_names) {
+        if (same_ignoring_case(candidate.name, name)) return group_name(candidate.group);
+    }
+    return {};
+}
+
 bool TlsStream::resumed() const { return wolfSSL_session_reused(ssl_) != 0; }
 
 std::string TlsStream::last_error() const {
+    if (last_error_ == group_refused) {
+        return "the client offered none of tls.groups (TLS 1.2 ECDHE on " +
+               std::string(group()) + ")";
+    }
     char text[WOLFSSL_MAX_ERROR_SZ] = {};
     wolfSSL_ERR_error_string_n(static_cast<unsigned long>(last_error_), text, sizeof(text));
     return std::to_string(last_error_) + " " + text;

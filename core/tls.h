@@ -62,10 +62,43 @@ struct TicketKeys {
 // ticket lifetime (keeping one previous key), and config caps the lifetime.
 inline constexpr std::uint32_t ticket_lifetime_max_s = 1800;
 
+// Key exchange groups (RFC 8446 4.2.7) by name: "X25519", "P-256", "P-384", "P-521"
+// (OpenSSL's spellings "x25519", "prime256v1", "secp256r1", "secp384r1", "secp521r1" too).
+// Returns wolfSSL's group ids in the same order; an unknown or repeated name is an error.
+[[nodiscard]] Result<std::vector<int>> groups_parse(const std::vector<std::string>& names,
+                                                    std::string* error);
+// The name of a wolfSSL group id ("X25519", "P-256", ...), or "" if we have none.
+std::string_view group_name(int group);
+// Sets `groups` (not empty) as the context's key exchange groups, most preferred first:
+// TLS 1.3 supported_groups and key shares, TLS 1.2 ECDHE curves. Client or server.
+[[nodiscard]] Status groups_apply(WOLFSSL_CTX* ctx, const std::vector<int>& groups);
+// Real clients (NSS, OpenSSL, BoringSSL, Apple) offer X25519 first; P-256 and P-384 for the
+// rest. X25519 costs a fraction of P-256 in Debian's wolfSSL (no P-256 assembly there).
+inline const std::vector<std::string> groups_default = {"X25519", "P-256", "P-384"};
+
+// The server's cipher suites when tls.ciphers is empty, in the server's order of preference
+// (wolfSSL picks by the server's order): ChaCha20-Poly1305 first, because Debian's wolfSSL
+// has no AES-NI code and ChaCha20-Poly1305 runs about 3x faster than AES-GCM there
+// (bench_tls BM_TlsRecord*), as BoringSSL prefers it on machines without AES hardware; then
+// AES-GCM, then the CBC suites old mail clients may need. No RC4, 3DES, NULL or PSK suites.
+inline constexpr const char* ciphers_default =
+    "TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-AES128-SHA256:ECDHE-RSA-AES128-SHA256:"
+    "ECDHE-ECDSA-AES256-SHA384:ECDHE-RSA-AES256-SHA384:"
+    "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA";
+
 struct TlsMaterial {
     std::vector<TlsCertificate> certificates;  // [0] is the default; must not be empty.
     unsigned min_version = 12;                 // 12: TLS 1.2, 13: TLS 1.3.
-    std::string ciphers;                       // wolfSSL/OpenSSL cipher list; empty: default.
+    std::string ciphers;                       // wolfSSL/OpenSSL list; empty: ciphers_default.
+    // Key exchange groups, most preferred first (groups_parse); empty: wolfSSL's defaults.
+    // A client key share of a listed group is taken as it is (no extra round trip); a
+    // client with no listed group fails the handshake (TLS 1.2: wolfSSL falls back to P-256
+    // for ECDHE, so TlsStream refuses a finished handshake on an unlisted curve).
+    std::vector<int> groups;
     std::uint32_t ticket_lifetime_s = 1800;    // Session tickets (resumption); 0: none.
     // Null: TlsContext::create makes keys of its own (tickets resume only on that context).
     std::shared_ptr<const TicketKeys> ticket_keys;
@@ -96,6 +129,8 @@ public:
     WOLFSSL_CTX* find_name(std::string_view name) const;
     // The default context of a listener kind: its own certificate, else the default.
     WOLFSSL_CTX* for_listener(std::string_view kind) const;
+    // Whether ECDHE may use `group` (tls.groups; any group when none are configured).
+    bool group_allowed(int group) const;
 
 private:
     TlsContext() = default;
@@ -103,6 +138,7 @@ private:
     std::vector<std::vector<std::string>> names_;  // Parallel to contexts_.
     std::vector<std::vector<std::string>> kinds_;  // Parallel to contexts_.
     std::shared_ptr<const TicketKeys> ticket_keys_;
+    std::vector<int> groups_;  // Empty: wolfSSL's defaults, any group.
 };
 
 // Where a stream puts ciphertext to send.
@@ -154,6 +190,8 @@ public:
 
     std::string_view version() const;
     std::string_view cipher() const;
+    // The key exchange group (group_name: "X25519", "P-256", ...), "" if none or unknown.
+    std::string_view group() const;
     bool resumed() const;
     // Why the last call failed (wolfSSL's text), for the log.
     std::string last_error() const;
@@ -168,7 +206,7 @@ private:
     TlsSink* sink_ = nullptr;
     std::span<const std::byte> input_;
     std::size_t input_consumed_ = 0;
-    int last_error_ = 0;
+    int last_error_ = 0;  // wolfSSL's error code, or group_refused.
     bool established_ = false;
 };
 

@@ -54,6 +54,10 @@ Result<std::shared_ptr<TlsClientContext>> TlsClientContext::create(const TlsClie
         *error = "TLS minimum version refused";
         return Status::tls;
     }
+    if (!options.groups.empty() && groups_apply(context->ctx_, options.groups) != Status::ok) {
+        *error = "wolfSSL refused the TLS groups";
+        return Status::tls;
+    }
     context->verify_ = options.mode == TlsClientMode::verify;
     if (!context->verify_) {
         // Opportunistic (RFC 7435): any certificate; encryption against passive listeners.

@@ -18,6 +18,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/result.h"
 #include "core/tls.h"
@@ -34,6 +35,9 @@ struct TlsClientOptions {
     TlsClientMode mode = TlsClientMode::may;
     unsigned min_version = 12;  // 12: TLS 1.2, 13: TLS 1.3.
     std::string ca_file;        // For verify; empty: the system's /etc/ssl/certs.
+    // Key exchange groups (groups_parse), most preferred first; the ClientHello carries a key
+    // share for the first. Empty: wolfSSL's defaults.
+    std::vector<int> groups;
 };
 
 class TlsClientContext {

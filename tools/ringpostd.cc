@@ -128,6 +128,9 @@ std::shared_ptr<const rp::tls::TlsMaterial> tls_material_load(
     material->certificates.push_back(std::move(certificate.value()));
     material->min_version = s.tls.min_version == "1.3" ? 13 : 12;
     material->ciphers = s.tls.ciphers;
+    auto groups = rp::tls::groups_parse(s.tls.groups, error);
+    if (!groups) return nullptr;
+    material->groups = std::move(groups.value());
     material->ticket_lifetime_s = static_cast<std::uint32_t>(s.tls.ticket_lifetime_s);
     for (const auto& named : s.tls.certificates) {
         if (!tls_certificate_add(*material, named.cert_file, named.key_file, error)) return nullptr;

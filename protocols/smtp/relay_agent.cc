@@ -121,6 +121,12 @@ Result<RelayOptions> relay_options_from(const config::Settings& s, std::string* 
                  : s.relay.tls == "verify" ? tls::TlsClientMode::verify
                                            : tls::TlsClientMode::may;
     o.tls.ca_file = s.relay.tls_ca_file;
+    if (auto groups = tls::groups_parse(s.tls.groups, error); groups) {
+        o.tls.groups = std::move(groups.value());
+    } else {
+        *error = "tls.groups: " + *error;
+        return groups.status();
+    }
     o.client.starttls = o.tls.mode != tls::TlsClientMode::none;
     o.client.require_tls = o.tls.mode == tls::TlsClientMode::verify;
     o.client_plain = o.client;

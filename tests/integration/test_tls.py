@@ -217,7 +217,8 @@ class TlsTest(unittest.TestCase):
             self.assertIn("250 2.0.0", out)
 
     # Proves openssl s_client -starttls smtp negotiates TLS 1.2 and TLS 1.3 and sees our
-    # certificate.
+    # certificate, with ChaCha20-Poly1305 by the server's default preference (OpenSSL lists
+    # AES-256-GCM first).
     def test_openssl_s_client(self):
         for version in ("-tls1_2", "-tls1_3"):
             done = subprocess.run(
@@ -230,6 +231,34 @@ class TlsTest(unittest.TestCase):
             self.assertIn("Verify return code: 0 (ok)", out)
             self.assertIn("TLSv1.2" if version == "-tls1_2" else "TLSv1.3", out)
             self.assertIn("250-AUTH PLAIN LOGIN SCRAM-SHA-256", out)
+            self.assertIn("ECDHE-ECDSA-CHACHA20-POLY1305" if version == "-tls1_2"
+                          else "TLS_CHACHA20_POLY1305_SHA256", out)
+
+    # Proves the key exchange groups ([tls] groups, default X25519, P-256, P-384): openssl
+    # s_client preferring X25519 or offering only P-256 completes TLS 1.3 and TLS 1.2 with that
+    # group, and a client offering only a group not configured (P-521) fails the handshake
+    # (no cipher negotiated) while the daemon lives and the next client succeeds. (TLS 1.2
+    # lists X25519:P-256: there the groups also name the curves of the ECDSA certificate.)
+    def test_groups(self):
+        cases = [("-tls1_3", "X25519", "Server Temp Key: X25519"),
+                 ("-tls1_3", "P-256", "Server Temp Key: ECDH, prime256v1"),
+                 ("-tls1_2", "X25519:P-256", "Server Temp Key: X25519"),
+                 ("-tls1_2", "P-256", "Server Temp Key: ECDH, prime256v1")]
+        for version, groups, seen in cases:
+            out = s_client(self.mx, version, "-groups", groups, "-CAfile", self.ca,
+                           "-servername", HOST, starttls=True)
+            self.assertIn("Verify return code: 0 (ok)", out, (version, groups))
+            self.assertIn(seen, out, (version, groups, out[-800:]))
+        for version in ("-tls1_3", "-tls1_2"):
+            done = subprocess.run(
+                ["openssl", "s_client", "-starttls", "smtp", "-connect", "127.0.0.1:%d" % self.mx,
+                 version, "-groups", "P-521", "-CAfile", self.ca, "-ign_eof"],
+                input=b"QUIT\r\n", capture_output=True, timeout=30)
+            self.assertNotEqual(done.returncode, 0, version)
+            self.assertIn(b"Cipher is (NONE)", done.stdout, version)
+        out = s_client(self.mx, "-CAfile", self.ca, starttls=True)
+        self.assertIn("Verify return code: 0 (ok)", out)
+        self.assertIsNone(self.d.process.poll())
 
     # Proves curl --ssl-reqd (STARTTLS) submits a message with AUTH.
     def test_curl(self):

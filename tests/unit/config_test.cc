@@ -130,6 +130,9 @@ TEST(Config, CrossFieldChecks) {
          "test.toml: smtp.trusted_networks: \"10.0.0.0/33\" is not a network"},
         {"[server]\nlog_level = \"loud\"\n",
          "test.toml: server.log_level: must be debug, info, warn or error"},
+        {"[tls]\ngroups = [\"X25519\", \"P-257\"]\n",
+         "test.toml: tls.groups: unknown group \"P-257\" (X25519, P-256, P-384 or P-521)"},
+        {"[tls]\ngroups = []\n", "test.toml: tls.groups: must name at least one group"},
     };
     for (const Case& c : cases) {
         std::string error;

@@ -272,6 +272,109 @@ TEST_F(TlsStreamTest, MinVersionRefusesOlder) {
     EXPECT_FALSE(handshake(*server, pipe, client, 1u << 20));
 }
 
+// Makes `client` offer only `group` (wolfSSL_set_groups is for TLS 1.3 only).
+bool offer_only(Client& client, int version, int group) {
+    if (version == 13) {
+        int offered[] = {group};
+        return wolfSSL_set_groups(client.ssl, offered, 1) == WOLFSSL_SUCCESS;
+    }
+    return wolfSSL_UseSupportedCurve(client.ssl, static_cast<word16>(group)) == WOLFSSL_SUCCESS;
+}
+
+// Proves group names parse in order, OpenSSL's spellings and any case included, and that an
+// unknown or repeated name is refused with a message.
+TEST(TlsGroups, Parse) {
+    std::string error;
+    auto groups = groups_parse({"X25519", "p-256", "secp384r1", "prime256v1x"}, &error);
+    EXPECT_FALSE(groups.ok());
+    EXPECT_NE(error.find("prime256v1x"), std::string::npos);
+    groups = groups_parse({"X25519", "p-256", "secp384r1", "P-521"}, &error);
+    ASSERT_TRUE(groups.ok()) << error;
+    EXPECT_EQ(*groups, (std::vector<int>{WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1,
+                                         WOLFSSL_ECC_SECP384R1, WOLFSSL_ECC_SECP521R1}));
+    EXPECT_FALSE(groups_parse({"P-256", "prime256v1"}, &error).ok());
+    EXPECT_NE(error.find("twice"), std::string::npos);
+    EXPECT_EQ(group_name(WOLFSSL_ECC_SECP256R1), "P-256");
+    EXPECT_TRUE(groups_parse(groups_default, &error).ok());
+}
+
+// Proves the server takes the client's key share of any listed group as it is: X25519 and
+// P-256 clients both finish in one round trip (two server calls, no HelloRetryRequest).
+TEST_F(TlsStreamTest, KeyShareOfEachListedGroup) {
+    TlsMaterial material;
+    material.certificates.push_back(*certificate_);
+    std::string error;
+    material.groups = *groups_parse(groups_default, &error);
+    auto shared = TlsContext::create(material, &error);
+    ASSERT_TRUE(shared.ok()) << error;
+    for (int version : {12, 13}) {
+        for (int group : {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1}) {
+            Pipe pipe;
+            Client client(version);
+            ASSERT_TRUE(offer_only(client, version, group));
+            auto server = TlsStream::server(*shared, pipe);
+            // Whole flights: the ClientHello, then the client's Finished.
+            ASSERT_EQ(client.connect(), WOLFSSL_FATAL_ERROR);
+            for (int flight = 0; flight < 2; ++flight) {
+                server->set_input(std::as_bytes(std::span(client.out.data(), client.out.size())));
+                auto step = server->handshake();
+                client.out.clear();
+                ASSERT_NE(step, TlsStream::Step::failed) << version << " " << group;
+                client.in += pipe.bytes;
+                pipe.bytes.clear();
+                (void)client.connect();
+            }
+            EXPECT_TRUE(server->established()) << version << " " << group;
+            EXPECT_EQ(server->group(), group_name(group));
+        }
+    }
+}
+
+// Proves a client with none of the server's groups fails the handshake cleanly (an alert,
+// Step::failed), in TLS 1.3 and TLS 1.2 (ECDHE curves).
+TEST_F(TlsStreamTest, UnlistedGroupFails) {
+    TlsMaterial material;
+    material.certificates.push_back(*certificate_);
+    std::string error;
+    material.groups = *groups_parse({"X25519"}, &error);
+    auto shared = TlsContext::create(material, &error);
+    ASSERT_TRUE(shared.ok()) << error;
+    for (int version : {12, 13}) {
+        Pipe pipe;
+        Client client(version);
+        ASSERT_TRUE(offer_only(client, version, WOLFSSL_ECC_SECP256R1));
+        auto server = TlsStream::server(*shared, pipe);
+        EXPECT_FALSE(handshake(*server, pipe, client, 1u << 20)) << version;
+        if (version == 12) {  // TLS 1.3 fails inside wolfSSL (no shared group).
+            EXPECT_NE(server->last_error().find("tls.groups"), std::string::npos);
+        }
+    }
+}
+
+// Proves the default cipher order is the server's and puts ChaCha20-Poly1305 first (a
+// wolfSSL client lists AES-128-GCM first), and tls.ciphers overrides it.
+TEST_F(TlsStreamTest, ServerPrefersChaCha) {
+    for (int version : {12, 13}) {
+        Pipe pipe;
+        Client client(version);
+        auto server = TlsStream::server(context(), pipe);
+        ASSERT_TRUE(handshake(*server, pipe, client, 1u << 20)) << version;
+        EXPECT_NE(server->cipher().find("CHACHA20-POLY1305"), std::string_view::npos)
+            << version << " " << server->cipher();
+    }
+    TlsMaterial material;
+    material.certificates.push_back(*certificate_);
+    material.ciphers = "TLS13-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256";
+    std::string error;
+    auto shared = TlsContext::create(material, &error);
+    ASSERT_TRUE(shared.ok()) << error;
+    Pipe pipe;
+    Client client(13);
+    auto server = TlsStream::server(*shared, pipe);
+    ASSERT_TRUE(handshake(*server, pipe, client, 1u << 20));
+    EXPECT_EQ(server->cipher(), "TLS13-AES128-GCM-SHA256");
+}
+
 // Proves a bad key or certificate is refused with a message, not a crash.
 TEST_F(TlsStreamTest, BadMaterialRefused) {
     TlsMaterial material;

@@ -185,8 +185,9 @@ void ClientLoop::flush_tls(Connection& conn) {
     submit_send(conn);
 }
 
-Status ClientLoop::enable_tls(const std::string& ca_file, std::string* error) {
-    tls_context_ = ClientTlsContext::create(ca_file, error);
+Status ClientLoop::enable_tls(const std::string& ca_file, const std::vector<std::string>& groups,
+                              std::string* error) {
+    tls_context_ = ClientTlsContext::create(ca_file, groups, error);
     return tls_context_ ? Status::ok : Status::tls;
 }
 

@@ -98,8 +98,10 @@ public:
     void connect(Connection& conn);
     // Sends every byte of `parts` (which must stay valid until on_sent), then on_sent.
     void send(Connection& conn, std::span<const iovec> parts);
-    // Client TLS for this loop's connections: `ca_file` empty means no verification.
-    [[nodiscard]] Status enable_tls(const std::string& ca_file, std::string* error);
+    // Client TLS for this loop's connections: `ca_file` empty means no verification;
+    // `groups` are the key exchange groups offered (rp::tls::groups_parse names).
+    [[nodiscard]] Status enable_tls(const std::string& ca_file,
+                                    const std::vector<std::string>& groups, std::string* error);
     // Starts a TLS handshake on an open connection (implicit TLS right after on_connected, or
     // after a STARTTLS reply); on_tls_ready or on_error("tls handshake ...") follows.
     void start_tls(Connection& conn, std::string_view server_name);

@@ -84,6 +84,26 @@ Status parse_common(std::string_view name, ArgReader& reader, CommonOptions& out
     if (name == "--quiet") return out.quiet = true, Status::ok;
     if (name == "--tls") return out.tls = TlsMode::implicit, Status::ok;
     if (name == "--starttls") return out.tls = TlsMode::starttls, Status::ok;
+    if (name == "--groups") {
+        auto text = reader.value(name, error);
+        if (!text) return text.status();
+        out.tls_groups.clear();
+        std::string_view rest = *text;
+        while (!rest.empty()) {
+            const std::size_t comma = std::min(rest.find(','), rest.size());
+            if (comma == 0 || comma > 32) {
+                error = "option --groups: group names separated by commas expected";
+                return Status::invalid;
+            }
+            out.tls_groups.emplace_back(rest.substr(0, comma));
+            rest.remove_prefix(std::min(comma + 1, rest.size()));
+        }
+        if (out.tls_groups.empty() || out.tls_groups.size() > 8) {
+            error = "option --groups: one to eight group names expected";
+            return Status::invalid;
+        }
+        return Status::ok;
+    }
     if (name == "--tls-ca" || name == "--sni" || name == "--user" || name == "--auth-user" ||
         name == "--password" || name == "--auth-pass") {
         auto text = reader.value(name, error);
@@ -360,6 +380,8 @@ std::string_view tls_usage() {
            "  --tls                implicit TLS from the first byte (995 / 993 style)\n"
            "  --tls-ca FILE        verify the server's certificate against FILE [no verification]\n"
            "  --sni NAME           server name to send in the TLS handshake [none]\n"
+           "  --groups LIST        key exchange groups, key share for the first\n"
+           "                       [X25519,P-256,P-384; P-256 forces P-256]\n"
            "  --user U             login name [demo@example.test]\n"
            "  --password P         [demo]\n";
 }
@@ -392,6 +414,8 @@ std::string_view smtp_usage() {
            "  --tls                implicit TLS from the first byte (port 465 style)\n"
            "  --tls-ca FILE        verify the server's certificate against FILE [no verification]\n"
            "  --sni NAME           server name to send in the TLS handshake [none]\n"
+           "  --groups LIST        key exchange groups, key share for the first\n"
+           "                       [X25519,P-256,P-384; P-256 forces P-256]\n"
            "  --user U, --auth-user U, --password P, --auth-pass P\n"
            "Output:\n"
            "  --json               one JSON object on stdout instead of the table\n"

@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/result.h"
 
@@ -39,6 +40,9 @@ struct CommonOptions {
     TlsMode tls = TlsMode::none;
     std::string tls_ca_file;           // Empty: no certificate verification.
     std::string server_name;           // SNI; empty: none.
+    // Key exchange groups offered, preferred first; the key share is for the first. X25519
+    // first, as real mail clients (NSS, OpenSSL, Apple) offer it; --groups P-256 forces P-256.
+    std::vector<std::string> tls_groups = {"X25519", "P-256", "P-384"};
     std::string user;                  // Login name (SMTP AUTH, POP3 USER, IMAP LOGIN).
     std::string password;
 };

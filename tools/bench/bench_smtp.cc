@@ -233,7 +233,7 @@ public:
     Status init(std::string* error) {
         const Status status = loop_.init(static_cast<unsigned>(sessions_.size()));
         if (status != Status::ok || options_.common.tls == TlsMode::none) return status;
-        return loop_.enable_tls(options_.common.tls_ca_file, error);
+        return loop_.enable_tls(options_.common.tls_ca_file, options_.common.tls_groups, error);
     }
     SmtpThreadStats& stats() { return stats_; }
 

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "core/assert.h"
+#include "core/tls.h"
 
 namespace rp::bench {
 namespace {
@@ -38,6 +39,7 @@ void tls_init_once() {
 }  // namespace
 
 std::unique_ptr<ClientTlsContext> ClientTlsContext::create(const std::string& ca_file,
+                                                           const std::vector<std::string>& groups,
                                                            std::string* error) {
     tls_init_once();
     std::unique_ptr<ClientTlsContext> context(new ClientTlsContext());
@@ -45,6 +47,14 @@ std::unique_ptr<ClientTlsContext> ClientTlsContext::create(const std::string& ca
     if (context->ctx_ == nullptr) {
         *error = "wolfSSL_CTX_new failed";
         return nullptr;
+    }
+    if (!groups.empty()) {
+        auto ids = rp::tls::groups_parse(groups, error);
+        if (!ids) return nullptr;
+        if (rp::tls::groups_apply(context->ctx_, ids.value()) != Status::ok) {
+            *error = "wolfSSL refused the groups";
+            return nullptr;
+        }
     }
     if (ca_file.empty()) {
         wolfSSL_CTX_set_verify(context->ctx_, WOLFSSL_VERIFY_NONE, nullptr);

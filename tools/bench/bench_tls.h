@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/result.h"
 
@@ -25,9 +26,10 @@ namespace rp::bench {
 
 class ClientTlsContext {
 public:
-    // `ca_file` empty: no certificate verification.
-    [[nodiscard]] static std::unique_ptr<ClientTlsContext> create(const std::string& ca_file,
-                                                                  std::string* error);
+    // `ca_file` empty: no certificate verification. `groups`: key exchange groups offered,
+    // preferred first (the key share is for the first); empty: wolfSSL's defaults.
+    [[nodiscard]] static std::unique_ptr<ClientTlsContext> create(
+        const std::string& ca_file, const std::vector<std::string>& groups, std::string* error);
     ~ClientTlsContext();
     ClientTlsContext(const ClientTlsContext&) = delete;
     ClientTlsContext& operator=(const ClientTlsContext&) = delete;
