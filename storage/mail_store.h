@@ -137,6 +137,7 @@ struct BodyHandle {
     };
     BodyRef ref;
     std::uint64_t bytes = 0;
+    std::uint8_t traits = 0;  // BodyTrait bits.
     std::vector<Piece> pieces;
 };
 
