@@ -60,13 +60,15 @@ private:
 class ImapSession final : public ProtocolSession,
                           public ImapHost,
                           public mail::AccessHandler,
-                          public pop3::PasswordCheckDone {
+                          public pop3::PasswordCheckDone,
+                          public mail::BodySpliceDone {
 public:
     explicit ImapSession(ImapFactory& factory)
-        : factory_(factory), load_sink_(*this, false), stream_sink_(*this, true) {}
+        : factory_(factory), load_sink_(*this, false), stream_sink_(*this, true), splicer_(*this) {}
     ~ImapSession() override {
         RP_ASSERT(load_reader_ == nullptr);
         RP_ASSERT(stream_reader_ == nullptr);
+        RP_ASSERT(!splicer_.active());  // file_sent() runs before on_close().
     }
 
     // ---- ProtocolSession ----
@@ -109,6 +111,7 @@ public:
 
     void on_output_drained(SessionOutput& out) override {
         arm(out);  // The client is reading: progress.
+        if (splicer_.active()) return;  // The literal is on its way; splice_done() goes on.
         if (streaming_) {
             stream_write(out);
             if (streaming_) return;
@@ -621,8 +624,37 @@ private:
             stream_failed(reply.status);
             return;
         }
+        // On a plaintext connection the range goes from the segment to the socket; under TLS
+        // (or with no pipe free) it is read, verified and copied.
+        if (stream_.offset + stream_.bytes <= reply.body.bytes &&
+            splicer_.start(*output(), reply.body, stream_.offset, stream_.bytes,
+                           factory_.access().stats())) {
+            return;
+        }
+        ++factory_.access().stats().bodies_copied;
         stream_reader_ = mail::BodyReader::start(factory_.access().mail().shard().io(),
                                                  std::move(reply.body), stream_sink_);
+    }
+
+    // ---- BodySpliceDone ----
+    void splice_done(Status status) override {
+        if (status == Status::ok) {
+            stream_.bytes = 0;
+            stream_end();
+            after_host();
+            return;
+        }
+        if (status == Status::again) {
+            // A later extent was refused: read and copy the rest of the range.
+            storage::BodyHandle rest =
+                splicer_.rest(stream_position_, stream_.offset, stream_.bytes);
+            ++factory_.access().stats().bodies_copied;
+            stream_reader_ = mail::BodyReader::start(factory_.access().mail().shard().io(),
+                                                     std::move(rest), stream_sink_);
+            return;
+        }
+        // The session is closing: on_close() follows; its output is not to be touched.
+        streaming_ = false;
     }
 
     void stream_piece(Status status, std::span<const std::byte> bytes, bool last) {
@@ -631,6 +663,7 @@ private:
             after_host();
             return;
         }
+        factory_.access().stats().bytes_copied += bytes.size();
         // Keep only the part of this extent inside the wanted range.
         const std::uint64_t begin = stream_position_;
         stream_position_ += bytes.size();  // bounds: at most the body's size.
@@ -909,6 +942,7 @@ private:
     std::span<const std::byte> stream_chunk_;
     bool stream_last_ = false;
     mail::BodyReader* stream_reader_ = nullptr;
+    mail::BodySplicer splicer_;
     // EXPUNGE, APPEND.
     std::vector<std::uint32_t> expunge_filter_;
     std::vector<std::uint32_t> expunge_uids_;

@@ -11,11 +11,16 @@
 //   discarded), implicit TLS on kind "pop3s". Plaintext logins before TLS only where the
 //   checker allows them (auth.plaintext_loopback); otherwise "-ERR [AUTH] ... STLS first".
 // Flow: USER/PASS or AUTH PLAIN -> PasswordChecker (async) -> open INBOX exclusively (a
-//   second session gets -ERR [IN-USE]) -> TRANSACTION on a snapshot. RETR streams the stored
-//   bytes, dot-stuffed, in 16 KiB slices while the send queue is below
-//   limits::session_output_high_bytes, continuing from on_output_drained. QUIT with deletions
-//   expunges them; the reply waits until the expunge is durable. A dropped connection
-//   deletes nothing.
+//   second session gets -ERR [IN-USE]) -> TRANSACTION on a snapshot. RETR of a body the
+//   store marked dot-free (storage::body_dot_free: no line starts with ".", ends with CRLF)
+//   on a plaintext connection: "+OK", the stored bytes spliced from the segment file to the
+//   socket (mail::BodySplicer, no copy through user space), ".". Otherwise (TOP, dot lines,
+//   TLS) RETR streams the stored bytes, dot-stuffed, in 16 KiB slices while the send queue
+//   is below limits::session_output_high_bytes, continuing from on_output_drained. QUIT
+//   expunges the deletions (if any) and releases the maildrop on its owner shard
+//   (AccessClient::release); the +OK waits for both (durable expunge, lock gone), so a
+//   client that logs in again at once is not told [IN-USE]. A dropped connection deletes
+//   nothing (its lock goes asynchronously with the session).
 // Timeouts: [pop3] idle_timeout_ms, re-armed after each answered command and whenever
 //   queued output drains (a slow reader of a large message is making progress).
 #pragma once
