@@ -439,6 +439,10 @@ Status MailStore::account_create(std::string_view account) {
             stage(RecordType::mailbox_create, scope_make(ScopeKind::mailbox, id),
                   encoded(MailboxCreate{account_id, id, std::string(default_mailboxes[i][0]),
                                         default_special_use[i], next_uidvalidity()}));
+            // Subscribed from the start, so that clients showing only subscribed folders
+            // (LSUB, LIST (SUBSCRIBED)) find INBOX and the special-use folders.
+            stage(RecordType::subscription_set, scope_make(ScopeKind::account, account_id),
+                  encoded(SubscriptionSet{account_id, std::string(default_mailboxes[i][0]), true}));
         }
         return Status::ok;
     }()));

@@ -212,7 +212,8 @@ public:
     [[nodiscard]] Result<BodyHandle> body_open(BodyRef ref) const;
 
     // ---- accounts and mailboxes ----
-    // Creates the account with INBOX, Sent, Drafts, Trash and Junk (special-use flags).
+    // Creates the account with INBOX, Sent, Drafts, Trash and Junk (special-use flags), all
+    // five subscribed.
     [[nodiscard]] Status account_create(std::string_view account);
     bool account_exists(std::string_view account) const;
     std::vector<std::string> account_list() const;

@@ -793,6 +793,12 @@ TEST_F(Store, BodyTraits) {
 TEST_F(Store, Subscriptions) {
     open();
     ASSERT_EQ(store->account_create("a@x"), Status::ok);
+    // A new account's default mailboxes are subscribed; the test starts from none.
+    const std::vector<std::string> defaults{"Drafts", "INBOX", "Junk", "Sent", "Trash"};
+    EXPECT_EQ(store->subscriptions("a@x"), defaults);
+    for (const std::string& name : defaults) {
+        ASSERT_EQ(store->mailbox_subscribe("a@x", name, false), Status::ok);
+    }
     EXPECT_TRUE(store->subscriptions("a@x").empty());
     Durable d;
     store->on_durable(&d);
