@@ -626,7 +626,8 @@ private:
         }
         // On a plaintext connection the range goes from the segment to the socket; under TLS
         // (or with no pipe free) it is read, verified and copied.
-        if (stream_.offset + stream_.bytes <= reply.body.bytes &&
+        if (stream_.bytes >= factory_.splice_bytes_min() &&
+            stream_.offset + stream_.bytes <= reply.body.bytes &&
             splicer_.start(*output(), reply.body, stream_.offset, stream_.bytes,
                            factory_.access().stats())) {
             return;
@@ -966,6 +967,7 @@ ImapFactory::ImapFactory(mail::MailAccess& access, SessionDriver& driver,
       driver_(driver),
       passwords_(passwords),
       idle_timeout_ms_(settings.imap.idle_timeout_ms),
+      splice_bytes_min_(settings.imap.splice_bytes_min),
       kind_(std::move(kind)) {
     if (passwords_ == nullptr) {
         plaintext_ = std::make_unique<pop3::PlaintextPasswords>(access.mail().shard().reactor());

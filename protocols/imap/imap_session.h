@@ -55,6 +55,7 @@ public:
     pop3::PasswordChecker& passwords() { return *passwords_; }
     const ImapServerConfig& server_config() const { return server_config_; }
     std::uint64_t idle_timeout_ms() const { return idle_timeout_ms_; }
+    std::uint64_t splice_bytes_min() const { return splice_bytes_min_; }
     const std::string& kind() const { return kind_; }
 
     static constexpr std::uint64_t login_timeout_ms = 60'000;
@@ -66,6 +67,7 @@ private:
     pop3::PasswordChecker* passwords_;
     ImapServerConfig server_config_;
     std::uint64_t idle_timeout_ms_;
+    std::uint64_t splice_bytes_min_;
     std::string kind_;
     std::string busy_reply_;
     std::string per_ip_reply_;

@@ -237,6 +237,7 @@ private:
     // the bytes must be copied (TOP, dot lines, TLS, no pipe free).
     bool splice_start(storage::BodyHandle& body) {
         if (server_->sending_top() || (body.traits & storage::body_dot_free) == 0) return false;
+        if (body.bytes < factory_.splice_bytes_min()) return false;  // Copying costs less.
         SessionOutput* out = output();
         if (out->tls_active()) return false;
         // The status line goes first; if the splice is refused the copy path goes on after it
@@ -377,6 +378,7 @@ Pop3Factory::Pop3Factory(mail::MailAccess& access, SessionDriver& driver,
       driver_(driver),
       passwords_(passwords),
       idle_timeout_ms_(settings.pop3.idle_timeout_ms),
+      splice_bytes_min_(settings.pop3.splice_bytes_min),
       kind_(std::move(kind)) {
     if (passwords_ == nullptr) {
         plaintext_ = std::make_unique<PlaintextPasswords>(access.mail().shard().reactor());

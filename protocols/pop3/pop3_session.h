@@ -62,6 +62,7 @@ public:
     PasswordChecker& passwords() { return *passwords_; }
     const Pop3ServerConfig& server_config() const { return server_config_; }
     std::uint64_t idle_timeout_ms() const { return idle_timeout_ms_; }
+    std::uint64_t splice_bytes_min() const { return splice_bytes_min_; }
     const std::string& kind() const { return kind_; }
 
 private:
@@ -71,6 +72,7 @@ private:
     PasswordChecker* passwords_;
     Pop3ServerConfig server_config_;
     std::uint64_t idle_timeout_ms_;
+    std::uint64_t splice_bytes_min_;
     std::string kind_;
     std::string busy_reply_;
     std::string per_ip_reply_;

@@ -63,8 +63,11 @@ def spliced_totals(log):
 
 
 class SpliceTest(unittest.TestCase):
-    def daemon(self, extra=""):
+    def daemon(self, extra="", splice_bytes_min=0):
         harness.require_io_uring()
+        # 0: every FETCH literal and dot-free RETR is spliced, small ones too.
+        extra += ("\n[pop3]\nsplice_bytes_min = %d\n[imap]\nsplice_bytes_min = %d\n"
+                  % (splice_bytes_min, splice_bytes_min))
         smtp_port, pop3_port, imap_port = harness.free_ports(3)
         config = smtp_config(smtp_port, users=USERS, extra=extra + AUTH)
         config += '\n[[pop3.listener]]\naddress = "127.0.0.1:%d"\nkind = "pop3"\n' % pop3_port
@@ -224,7 +227,7 @@ class SpliceTest(unittest.TestCase):
     # reader stops reading after the literal's first bytes (small receive buffer), so the send
     # is in flight through all of it.
     def test_splice_survives_expunge_and_compaction(self):
-        d = self.daemon(extra=STORE)
+        d = self.daemon(extra=STORE, splice_bytes_min=262144)  # The default.
         user = USERS[0]
         big = big_message(b"pinned", 4200)
         filler = [big_message(b"filler %d" % i, 150) for i in range(8)]
