@@ -633,6 +633,7 @@ private:
             return;
         }
         ++factory_.access().stats().bodies_copied;
+        stream_reading_ = true;
         stream_reader_ = mail::BodyReader::start(factory_.access().mail().shard().io(),
                                                  std::move(reply.body), stream_sink_);
     }
@@ -650,6 +651,7 @@ private:
             storage::BodyHandle rest =
                 splicer_.rest(stream_position_, stream_.offset, stream_.bytes);
             ++factory_.access().stats().bodies_copied;
+            stream_reading_ = true;
             stream_reader_ = mail::BodyReader::start(factory_.access().mail().shard().io(),
                                                      std::move(rest), stream_sink_);
             return;
@@ -659,6 +661,7 @@ private:
     }
 
     void stream_piece(Status status, std::span<const std::byte> bytes, bool last) {
+        stream_reading_ = false;
         if (status != Status::ok) {
             stream_failed(status);
             after_host();
@@ -683,6 +686,9 @@ private:
     // Writes the current extent's slice while the send queue has room.
     void stream_write(SessionOutput& out) {
         RP_ASSERT(streaming_);
+        // The next extent is being read: the send queue drained again meanwhile (writing
+        // the last slice pushed it over the mark once more); stream_piece() goes on.
+        if (stream_reading_) return;
         while (!stream_chunk_.empty()) {
             if (out.output_queued_bytes() >= limits::session_output_high_bytes) return;
             const std::size_t n = std::min(stream_chunk_.size(), stream_slice_bytes);
@@ -699,6 +705,7 @@ private:
             stream_failed(Status::truncated);
             return;
         }
+        stream_reading_ = true;
         stream_reader_->next();
     }
 
@@ -721,6 +728,7 @@ private:
 
     void stream_end() {
         streaming_ = false;
+        stream_reading_ = false;
         stream_chunk_ = {};
         if (stream_reader_ != nullptr) stream_reader_->cancel();
         stream_reader_ = nullptr;
@@ -943,6 +951,7 @@ private:
     std::span<const std::byte> stream_chunk_;
     bool stream_last_ = false;
     mail::BodyReader* stream_reader_ = nullptr;
+    bool stream_reading_ = false;  // A read of stream_reader_ is in flight.
     mail::BodySplicer splicer_;
     // EXPUNGE, APPEND.
     std::vector<std::uint32_t> expunge_filter_;

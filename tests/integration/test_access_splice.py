@@ -220,6 +220,21 @@ class SpliceTest(unittest.TestCase):
         self.assertGreaterEqual(spliced, 8 + 2 * (5 + 4) + 2)
         self.assertGreaterEqual(copied, 8 + 1)  # RETR of dot lines; the no-CRLF body.
 
+    # Proves the copy path (splice off) streams many big literals in one FETCH byte-exact
+    # while the client reads as fast as it can: the send queue drains again while the next
+    # extent is being read, which once asked the reader for a second read in flight (an
+    # assertion ended the daemon; ringpost-bench imap found it with 1 MiB messages).
+    def test_copy_path_big_literals(self):
+        d = self.daemon(splice_bytes_min=1 << 40)
+        user = USERS[1]
+        stored = self.deliver(d, user, [big_message(b"copy %d" % i, 1000) for i in range(12)])
+        for _ in range(2):
+            self.read_imap(d, user, stored)
+        log = self.stop(d)
+        spliced, _, copied = spliced_totals(log)
+        self.assertEqual(spliced, 0)
+        self.assertGreaterEqual(copied, 2 * (12 + 1))
+
     # Proves a spliced FETCH of a 4 MiB message stays byte-exact while another session
     # expunges that message and the store's upkeep garbage-collects its body and writes the
     # snapshots after which it would retire the body's segments: the sending session holds
