@@ -614,12 +614,14 @@ private:
         mail::AccessRequest request;
         request.op = mail::AccessOp::body_open;
         request.body = it->second.body;
+        stream_reading_ = true;  // Until stream_opened().
         if (Status s = client_->submit(std::move(request), tag_stream); s != Status::ok) {
             stream_failed(s);
         }
     }
 
     void stream_opened(mail::AccessReply& reply) {
+        stream_reading_ = false;
         if (reply.status != Status::ok || reply.body.pieces.empty()) {
             stream_failed(reply.status);
             return;
@@ -686,8 +688,9 @@ private:
     // Writes the current extent's slice while the send queue has room.
     void stream_write(SessionOutput& out) {
         RP_ASSERT(streaming_);
-        // The next extent is being read: the send queue drained again meanwhile (writing
-        // the last slice pushed it over the mark once more); stream_piece() goes on.
+        // The body is being opened or its next extent read: the send queue drained
+        // meanwhile (the text before the literal, or the last slice that pushed it over the
+        // mark once more); stream_opened() / stream_piece() go on from there.
         if (stream_reading_) return;
         while (!stream_chunk_.empty()) {
             if (out.output_queued_bytes() >= limits::session_output_high_bytes) return;
@@ -951,7 +954,7 @@ private:
     std::span<const std::byte> stream_chunk_;
     bool stream_last_ = false;
     mail::BodyReader* stream_reader_ = nullptr;
-    bool stream_reading_ = false;  // A read of stream_reader_ is in flight.
+    bool stream_reading_ = false;  // The body_open or a read of stream_reader_ is in flight.
     mail::BodySplicer splicer_;
     // EXPUNGE, APPEND.
     std::vector<std::uint32_t> expunge_filter_;
