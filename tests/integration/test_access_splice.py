@@ -242,7 +242,7 @@ class SpliceTest(unittest.TestCase):
     # reader stops reading after the literal's first bytes (small receive buffer), so the send
     # is in flight through all of it.
     def test_splice_survives_expunge_and_compaction(self):
-        d = self.daemon(extra=STORE, splice_bytes_min=262144)  # The default.
+        d = self.daemon(extra=STORE, splice_bytes_min=1048576)  # The default.
         user = USERS[0]
         big = big_message(b"pinned", 4200)
         filler = [big_message(b"filler %d" % i, 150) for i in range(8)]
