@@ -277,6 +277,7 @@ void read_mailbox_protocol(Context& context, TableReader& root, const std::strin
     TableReader reader(context, *table, name);
     read_listeners(context, reader, name, out.listeners);
     reader.integer("idle_timeout_ms", out.idle_timeout_ms, 1, ms_max);
+    reader.integer("splice_bytes_min", out.splice_bytes_min, 0, std::int64_t{1} << 40);
     reader.finish();
 }
 

@@ -61,8 +61,10 @@ std::vector<std::pair<std::string, std::string>> settings_flatten(const Settings
     add("smtp.trusted_networks", join(s.smtp.trusted_networks));
     add("pop3.listeners", listeners_text(s.pop3.listeners));
     add("pop3.idle_timeout_ms", num(s.pop3.idle_timeout_ms));
+    add("pop3.splice_bytes_min", num(s.pop3.splice_bytes_min));
     add("imap.listeners", listeners_text(s.imap.listeners));
     add("imap.idle_timeout_ms", num(s.imap.idle_timeout_ms));
+    add("imap.splice_bytes_min", num(s.imap.splice_bytes_min));
     add("tls.cert_file", s.tls.cert_file);
     add("tls.key_file", s.tls.key_file);
     add("tls.self_signed", s.tls.self_signed ? "true" : "false");

@@ -25,6 +25,7 @@ inline constexpr std::uint32_t session_chunk_bytes = 16384;  // Send queue and i
 inline constexpr unsigned session_held_buffers_max = 8;      // Received while paused.
 inline constexpr unsigned session_output_chunks_max = 64;    // Hard cap: 1 MiB queued output.
 inline constexpr unsigned session_pipes_max = 64;            // send_file pipes per shard.
+inline constexpr unsigned session_pipe_bytes = 1u << 20;       // Asked of each such pipe.
 inline constexpr std::uint32_t session_output_high_bytes = 64 * 1024;  // Stop reading above.
 inline constexpr std::uint64_t session_close_flush_ms = 10'000;  // Flush before a forced close.
 inline constexpr unsigned refusals_in_flight_max = 256;      // Busy/limit replies being sent.

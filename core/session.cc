@@ -1128,6 +1128,9 @@ bool SessionDriver::pipe_take(Pipe& pipe) {
     int fds[2];
     // A short system call on the core thread, once per pipe of the bounded pool.
     if (pipe2(fds, O_CLOEXEC) != 0) return false;
+    // A bigger pipe moves a whole store extent per splice pair (fewer ring round trips); the
+    // kernel may refuse (fs.pipe-max-size, the user's pipe quota): the default then serves.
+    (void)fcntl(fds[0], F_SETPIPE_SZ, static_cast<int>(limits::session_pipe_bytes));
     const int capacity = fcntl(fds[0], F_GETPIPE_SZ);
     pipe.read_fd = fds[0];
     pipe.write_fd = fds[1];

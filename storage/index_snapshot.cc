@@ -93,7 +93,9 @@ std::string snapshot_encode(const MailboxIndex& index, const SnapshotMeta& meta,
         for (std::size_t i = at; i < at + n; ++i) {
             w.u64(bodies[i]->first);
             w.u64(bodies[i]->second.bytes);
-            w.u8(bodies[i]->second.corrupt ? 1 : 0);
+            // Bit 0: corrupt; the bits above: the body's traits (0 in older snapshots).
+            w.u8(static_cast<std::uint8_t>((bodies[i]->second.corrupt ? 1 : 0) |
+                                           (bodies[i]->second.traits << 1)));
             encode_extents(w, bodies[i]->second.extents);
         }
         put_record(out, RecordType::snap_bodies, p, count);
@@ -211,7 +213,10 @@ Status decode_one(RecordType type, std::span<const std::byte> payload, MailboxIn
                 const std::uint64_t id = r.u64();
                 Body body;
                 body.bytes = r.u64();
-                body.corrupt = r.u8() != 0;
+                const std::uint8_t state = r.u8();
+                body.corrupt = (state & 1) != 0;
+                body.traits = static_cast<std::uint8_t>(state >> 1);
+                if ((body.traits & ~body_traits_all) != 0) return Status::corrupt;
                 if (!decode_extents(r, body.extents) || index.bodies.count(id)) return Status::corrupt;
                 index.bodies[id] = std::move(body);
             }

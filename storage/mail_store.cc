@@ -51,6 +51,28 @@ struct MailStore::Writer {
     std::uint64_t body_id = 0;
     std::uint64_t bytes = 0;
     std::vector<Extent> extents;
+    // What body_finish() records as BodyTrait bits: the bytes are followed as they come.
+    bool line_start = true;  // The next byte starts a line.
+    bool dot_line = false;   // A line started with ".".
+    char tail[2] = {0, 0};   // The last two bytes.
+
+    // Follows the next `count` bytes of the body: one memchr per line, and nothing but the tail
+    // once a dot line was seen.
+    void scan(const char* at, std::size_t count) {
+        if (count == 0) return;
+        tail[0] = count >= 2 ? at[count - 2] : tail[1];
+        tail[1] = at[count - 1];
+        const char* end = at + count;
+        while (!dot_line && at < end) {
+            if (line_start && *at == '.') {
+                dot_line = true;
+                break;
+            }
+            const void* lf = std::memchr(at, '\n', static_cast<std::size_t>(end - at));
+            line_start = lf != nullptr;
+            at = lf == nullptr ? end : static_cast<const char*>(lf) + 1;
+        }
+    }
 };
 
 MailStore::MailStore(Io& io, Clock& clock, StoreOptions options)
@@ -261,6 +283,9 @@ Status MailStore::body_append(BodyWriterId id, const iovec* parts, unsigned part
     }
     if (added.empty()) return Status::ok;  // Nothing kept: the caller still owns its memory.
     log_->attach_release(release);
+    for (unsigned i = 0; i < part_count; ++i) {
+        w->scan(static_cast<const char*>(parts[i].iov_base), parts[i].iov_len);
+    }
     for (const auto& e : added) {
         w->extents.push_back(e);
         w->bytes += e.bytes;
@@ -291,6 +316,7 @@ Status MailStore::body_append_copy(BodyWriterId id, std::span<const std::byte> b
         w->extents.push_back(e);
         w->bytes += e.bytes;
     }
+    w->scan(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     return Status::ok;
 }
 
@@ -298,6 +324,9 @@ Result<BodyRef> MailStore::body_finish(BodyWriterId id) {
     Writer* w = writer(id);
     if (!w) return Status::invalid;
     BodyDefine def{w->body_id, w->bytes, w->extents};
+    if (!w->dot_line && w->bytes >= 2 && w->tail[0] == '\r' && w->tail[1] == '\n') {
+        def.traits = body_dot_free;
+    }
     std::string payload = encoded(def);
     if (Status s = op_begin(payload.size()); s != Status::ok) return s;
     const BodyRef ref{options_.shard, w->body_id};
@@ -341,6 +370,7 @@ Result<BodyHandle> MailStore::body_open(BodyRef ref) const {
     BodyHandle handle;
     handle.ref = ref;
     handle.bytes = it->second.bytes;
+    handle.traits = it->second.traits;
     const Lsn durable = log_->durable();
     for (const Extent& e : it->second.extents) {
         if (lsn_make(e.segment_id, e.offset + record_bytes(e.bytes)) > durable) return Status::again;
@@ -409,6 +439,10 @@ Status MailStore::account_create(std::string_view account) {
             stage(RecordType::mailbox_create, scope_make(ScopeKind::mailbox, id),
                   encoded(MailboxCreate{account_id, id, std::string(default_mailboxes[i][0]),
                                         default_special_use[i], next_uidvalidity()}));
+            // Subscribed from the start, so that clients showing only subscribed folders
+            // (LSUB, LIST (SUBSCRIBED)) find INBOX and the special-use folders.
+            stage(RecordType::subscription_set, scope_make(ScopeKind::account, account_id),
+                  encoded(SubscriptionSet{account_id, std::string(default_mailboxes[i][0]), true}));
         }
         return Status::ok;
     }()));

@@ -137,6 +137,7 @@ struct BodyHandle {
     };
     BodyRef ref;
     std::uint64_t bytes = 0;
+    std::uint8_t traits = 0;  // BodyTrait bits.
     std::vector<Piece> pieces;
 };
 
@@ -211,7 +212,8 @@ public:
     [[nodiscard]] Result<BodyHandle> body_open(BodyRef ref) const;
 
     // ---- accounts and mailboxes ----
-    // Creates the account with INBOX, Sent, Drafts, Trash and Junk (special-use flags).
+    // Creates the account with INBOX, Sent, Drafts, Trash and Junk (special-use flags), all
+    // five subscribed.
     [[nodiscard]] Status account_create(std::string_view account);
     bool account_exists(std::string_view account) const;
     std::vector<std::string> account_list() const;

@@ -129,6 +129,7 @@ Status MailboxIndex::apply_body(RecordType type, std::span<const std::byte> payl
         Body& body = bodies[def.body_id];
         body.bytes = def.bytes;
         body.extents = std::move(def.extents);
+        body.traits = def.traits;
         body.dead_epoch = gc_epoch;
         extents_live(body.extents, true);
         next_body_id = std::max(next_body_id, def.body_id + 1);

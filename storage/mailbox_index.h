@@ -65,6 +65,7 @@ struct Body {
     std::uint32_t local_refs = 0;   // Messages and spool entries of this shard.
     std::uint64_t dead_epoch = 0;   // The GC epoch in which local_refs last became 0.
     bool corrupt = false;
+    std::uint8_t traits = 0;        // BodyTrait bits (kept when compaction moves the body).
 };
 
 struct Delivery {

@@ -234,12 +234,15 @@ void encode(std::string& out, const BodyDefine& v) {
     w.u64(v.body_id);
     w.u64(v.bytes);
     encode_extents(w, v.extents);
+    if (v.traits != 0) w.u8(v.traits);
 }
 bool decode(std::span<const std::byte> in, BodyDefine& v) {
     ByteReader r(in);
     v.body_id = r.u64();
     v.bytes = r.u64();
     if (!decode_extents(r, v.extents)) return false;
+    v.traits = r.remaining() > 0 ? r.u8() : 0;  // Older records end after the extents.
+    if ((v.traits & ~body_traits_all) != 0) return false;
     std::uint64_t sum = 0;
     for (const auto& e : v.extents) sum += e.bytes;
     return r.done() && v.body_id != 0 && sum == v.bytes;

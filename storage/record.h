@@ -224,10 +224,20 @@ struct BodyRef {
     bool empty() const { return id == 0; }
 };
 
+// What a body's writer learned about its bytes (a bit set; 0 says nothing is known).
+enum BodyTrait : std::uint8_t {
+    // No line starts with "." (at the start or after any LF) and the body ends with CRLF:
+    // POP3 RETR may send the stored bytes as they are, then ".\r\n" (RFC 1939 3).
+    body_dot_free = 1u << 0,
+};
+inline constexpr std::uint8_t body_traits_all = 0x1;
+
 struct BodyDefine {  // body_define and body_move
     std::uint64_t body_id = 0;
     std::uint64_t bytes = 0;
     std::vector<Extent> extents;
+    // body_define only; a trailing byte, absent in records written before it existed (then 0).
+    std::uint8_t traits = 0;
 };
 
 struct IdList {  // body_drop

@@ -15,6 +15,11 @@ target_include_directories(fuzz_pop3_session PRIVATE ${CMAKE_SOURCE_DIR})
 # POP3 against the real daemon: poplib, smtplib, curl, fetchmail; multi-shard mail_access.
 rp_integration_test(pop3_integration SCRIPT integration/test_pop3.py TIMEOUT 600 SANITIZE)
 
+# Zero-copy RETR and FETCH BODY[] (splice from the segment), byte-exact under concurrent
+# sessions and while another session expunges and the upkeep compacts; the path taken is read
+# from the daemon's shutdown stats line.
+rp_integration_test(access_splice_integration SCRIPT integration/test_access_splice.py TIMEOUT 300 SANITIZE)
+
 # Real mail clients over TLS: fetchmail, mbsync (isync), curl pop3/imap URLs.
 rp_integration_test(mail_clients_integration SCRIPT integration/test_mail_clients.py TIMEOUT 300)
 

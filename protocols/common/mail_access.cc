@@ -29,6 +29,7 @@ bool mutation(AccessOp op) {
         case AccessOp::remove:
         case AccessOp::subscribe:
         case AccessOp::unsubscribe:
+        case AccessOp::release:
             return true;
         default:
             return false;
@@ -128,6 +129,24 @@ void AccessClient::unwatch(std::uint64_t mailbox_id) {
     }
 }
 
+Status AccessClient::release(std::uint64_t mailbox_id, std::string account, std::string mailbox,
+                             std::vector<std::uint32_t> uids, std::uint64_t tag) {
+    for (std::size_t i = 0; i < locks_.size(); ++i) {
+        if (locks_[i].mailbox_id != mailbox_id) continue;
+        AccessRequest request;
+        request.op = AccessOp::release;
+        request.account = std::move(account);
+        request.mailbox = std::move(mailbox);
+        request.uids = std::move(uids);
+        const Held lock = locks_[i];
+        const Status s = access_.submit(*this, std::move(request), tag, &lock);
+        // Once sent, the owner releases the lock whatever becomes of this client.
+        if (s == Status::ok) locks_.erase(locks_.begin() + static_cast<std::ptrdiff_t>(i));
+        return s;
+    }
+    return Status::not_found;
+}
+
 void AccessClient::unlock(std::uint64_t mailbox_id) {
     for (std::size_t i = 0; i < locks_.size(); ++i) {
         if (locks_[i].mailbox_id != mailbox_id) continue;
@@ -147,18 +166,18 @@ MailAccess::MailAccess(ShardMail& mail, AccessCluster& cluster) : mail_(mail), c
 }
 
 MailAccess::~MailAccess() {
+    if (stats_.bodies_spliced + stats_.bodies_copied > 0) {
+        // Tests read this line to tell which path the bytes took.
+        log::info("shard {}: mail access: {} bodies spliced ({} bytes), {} bodies copied ({} "
+                  "bytes)",
+                  shard_index(), stats_.bodies_spliced, stats_.bytes_spliced,
+                  stats_.bodies_copied, stats_.bytes_copied);
+    }
     mail_.shard().reactor().remove_tick(*this);
     mail_.set_observer(nullptr);
     cluster_.set(shard_index(), nullptr);
     // Messages still queued for other shards are dropped with their shard; clients are gone.
-    for (CrossMessage& m : backlog_) {
-        if (m.kind == cross_unlock || m.kind == cross_unwatch) continue;  // Nothing owned.
-        if (m.kind == cross_event) {
-            delete static_cast<EventJob*>(m.pointer);
-        } else {
-            delete static_cast<AccessJob*>(m.pointer);
-        }
-    }
+    for (const CrossMessage& m : backlog_) on_discard(m);
 }
 
 std::size_t MailAccess::watchers() const {
@@ -178,9 +197,11 @@ void MailAccess::client_remove(AccessClient& client) {
     RP_ASSERT(erased == 1);
 }
 
-Status MailAccess::submit(AccessClient& client, AccessRequest request, std::uint64_t tag) {
+Status MailAccess::submit(AccessClient& client, AccessRequest request, std::uint64_t tag,
+                          const AccessClient::Held* lock) {
     RP_ASSERT(request.op != AccessOp::unlock);
     RP_ASSERT(request.op != AccessOp::unwatch);
+    RP_ASSERT((request.op == AccessOp::release) == (lock != nullptr));
     if (client.in_flight_ >= access_in_flight_max) return Status::full;
     unsigned owner = 0;
     if (request.op == AccessOp::body_open) {
@@ -194,6 +215,10 @@ Status MailAccess::submit(AccessClient& client, AccessRequest request, std::uint
         request.account = account->address;
         owner = account->owner_shard;
     }
+    if (owner != shard_index() && backlog_.size() >= access_backlog_requests_max) {
+        ++stats_.requests_refused_backlog;
+        return Status::full;  // Backpressure: the owner is not keeping up.
+    }
     auto job = std::make_unique<AccessJob>();
     job->cluster = &cluster_;
     job->request = std::move(request);
@@ -201,6 +226,12 @@ Status MailAccess::submit(AccessClient& client, AccessRequest request, std::uint
     job->owner = owner;
     job->client = client.id_;
     job->tag = tag;
+    if (lock != nullptr) {
+        // The lock lives where the account's mailboxes do.
+        RP_ASSERT(lock->owner == owner);
+        job->token = lock->token;
+        job->mailbox_id = lock->mailbox_id;
+    }
     ++client.in_flight_;
     if (owner == shard_index()) {
         ++stats_.requests_local;
@@ -249,13 +280,33 @@ void MailAccess::route(unsigned to, std::uint32_t kind, void* pointer) {
     message.pointer = pointer;
     message.args[0] = reinterpret_cast<std::uintptr_t>(&cluster_);
     message.args[2] = to;
+    message.discard = &MailAccess::on_discard;
     post_or_queue(message);
+}
+
+// A message left in a queue when its receiver stopped: free what it owns.
+void MailAccess::on_discard(const CrossMessage& message) {
+    if (message.kind == cross_event) {
+        delete static_cast<EventJob*>(message.pointer);
+    } else if (message.kind == cross_request || message.kind == cross_reply) {
+        delete static_cast<AccessJob*>(message.pointer);
+    }
 }
 
 void MailAccess::post_or_queue(const CrossMessage& message) {
     const auto to = static_cast<unsigned>(message.args[2]);
     if (backlog_.empty() && mail_.shard().post(to, message) == Status::ok) return;
     ++stats_.post_retries;
+    if (message.kind == cross_event && backlog_.size() >= access_backlog_max) {
+        // The watcher's shard has not read its queue for a long while: its session misses
+        // this change (it sees it at its next SELECT) rather than this shard growing.
+        if (stats_.events_dropped++ % 1024 == 0) {
+            log::warn("shard {}: mail access: backlog full, {} mailbox events dropped",
+                      shard_index(), stats_.events_dropped);
+        }
+        on_discard(message);
+        return;
+    }
     backlog_.push_back(message);  // Order kept: later posts wait behind this one.
 }
 
@@ -289,7 +340,19 @@ void MailAccess::on_cross(Shard& to, const CrossMessage& message) {
         return;
     }
     std::unique_ptr<AccessJob> job(static_cast<AccessJob*>(message.pointer));
-    if (self == nullptr) return;  // This shard is shutting down.
+    if (self == nullptr) {
+        // This shard is shutting down. A request is answered, so that its session does not
+        // wait for the drain deadline; a reply is dropped with its session's shard.
+        if (message.kind != cross_request) return;
+        job->reply.status = Status::cancelled;
+        job->replied = true;
+        CrossMessage back = message;
+        back.kind = cross_reply;
+        back.args[2] = job->origin;
+        back.pointer = job.get();
+        if (to.post(job->origin, back) == Status::ok) (void)job.release();
+        return;
+    }
     if (message.kind == cross_request) {
         self->execute(std::move(job));
     } else {
@@ -368,6 +431,11 @@ void MailAccess::execute(std::unique_ptr<AccessJob> job) {
     storage::MailStore& store = mail_.store();
     AccessRequest& r = job->request;
     AccessReply& reply = job->reply;
+    if (r.op == AccessOp::release && r.uids.empty()) {
+        reply.status = Status::ok;  // Nothing to expunge; finished() unlocks.
+        finished(std::move(job));
+        return;
+    }
     switch (r.op) {
         case AccessOp::unlock:
         case AccessOp::unwatch:
@@ -476,11 +544,15 @@ void MailAccess::execute_open(AccessJob& job) {
     job.reply.status = Status::ok;
 }
 
+void MailAccess::unlock_token(std::uint64_t mailbox_id, std::uint64_t token) {
+    auto it = locks_.find(mailbox_id);
+    if (it != locks_.end() && it->second.token == token) locks_.erase(it);
+}
+
 void MailAccess::execute_release(AccessJob& job) {
     RP_ASSERT(job.owner == shard_index());
     if (job.request.op == AccessOp::unlock) {
-        auto it = locks_.find(job.mailbox_id);
-        if (it != locks_.end() && it->second.token == job.token) locks_.erase(it);
+        unlock_token(job.mailbox_id, job.token);
         return;
     }
     auto it = watchers_.find(job.mailbox_id);
@@ -503,7 +575,7 @@ bool MailAccess::execute_mutation(AccessJob& job) {
         reply.status = s;
         return false;
     }
-    if (r.op == AccessOp::expunge || r.op == AccessOp::move) {
+    if (r.op == AccessOp::expunge || r.op == AccessOp::move || r.op == AccessOp::release) {
         // The event names only UIDs that existed.
         std::vector<std::uint32_t> present;
         for (std::uint32_t uid : r.uids) {
@@ -535,7 +607,8 @@ bool MailAccess::execute_mutation(AccessJob& job) {
             if (keywords) reply.changed.keyword_names = keyword_names_of(store.index(), r.account);
             break;
         }
-        case AccessOp::expunge: {
+        case AccessOp::expunge:
+        case AccessOp::release: {
             auto m = store.expunge(r.account, r.mailbox, r.uids);
             status = m.status();
             if (m) reply.modseq = *m;
@@ -630,6 +703,7 @@ void MailAccess::after_durable(std::unique_ptr<AccessJob> job, Status status) {
                 break;
             case AccessOp::expunge:
             case AccessOp::move:
+            case AccessOp::release:
                 if (!r.uids.empty()) {
                     event.kind = MailboxEvent::Kind::expunge;
                     event.uids = r.uids;
@@ -652,6 +726,9 @@ void MailAccess::after_durable(std::unique_ptr<AccessJob> job, Status status) {
 }
 
 void MailAccess::finished(std::unique_ptr<AccessJob> job) {
+    RP_ASSERT(job->owner == shard_index());
+    // POP3 UPDATE: the lock goes before the reply does, whatever the expunge's outcome.
+    if (job->request.op == AccessOp::release) unlock_token(job->mailbox_id, job->token);
     job->replied = true;
     if (job->origin == shard_index()) {
         local_jobs_.push_back(std::move(job));
@@ -807,6 +884,93 @@ void BodyReader::cancel() {
         return;
     }
     delete this;
+}
+
+// ---- BodySplicer ----
+
+bool BodySplicer::start(SessionOutput& out, storage::BodyHandle& handle, std::uint64_t offset,
+                        std::uint64_t bytes, MailAccessStats& stats) {
+    RP_ASSERT(out_ == nullptr);
+    RP_ASSERT(bytes > 0);
+    RP_ASSERT(offset + bytes <= handle.bytes);  // bounds: both below the body's size.
+    if (out.tls_active()) return false;
+    out_ = &out;
+    stats_ = &stats;
+    handle_ = std::move(handle);
+    piece_index_ = 0;
+    piece_position_ = 0;
+    offset_ = offset;
+    bytes_ = bytes;
+    queued_ = 0;
+    // Skip the extents before the range.
+    while (piece_index_ < handle_.pieces.size() &&
+           piece_position_ + handle_.pieces[piece_index_].extent.bytes <= offset_) {
+        piece_position_ += handle_.pieces[piece_index_].extent.bytes;
+        ++piece_index_;
+    }
+    if (!send_piece()) {
+        handle = std::move(handle_);
+        handle_ = {};
+        out_ = nullptr;
+        return false;
+    }
+    ++stats_->bodies_spliced;
+    return true;
+}
+
+bool BodySplicer::send_piece() {
+    RP_ASSERT(piece_index_ < handle_.pieces.size());
+    RP_ASSERT(bytes_ > 0);
+    const storage::BodyHandle::Piece& piece = handle_.pieces[piece_index_];
+    RP_ASSERT(offset_ >= piece_position_);
+    const std::uint64_t skip = offset_ - piece_position_;
+    RP_ASSERT(skip < piece.extent.bytes);
+    const std::uint64_t n = std::min<std::uint64_t>(piece.extent.bytes - skip, bytes_);
+    if (!out_->send_file(piece.fd(), piece.data_offset() + skip, n, *this)) return false;
+    queued_ = n;
+    return true;
+}
+
+void BodySplicer::file_sent(Status status) {
+    RP_ASSERT(out_ != nullptr);
+    if (status != Status::ok) {
+        // The session is closing. The splice in flight, if any, holds its own reference to
+        // the file; the pins go now.
+        out_ = nullptr;
+        handle_ = {};
+        done_.splice_done(status);
+        return;
+    }
+    stats_->bytes_spliced += queued_;
+    offset_ += queued_;  // bounds: queued_ <= bytes_, and offset_ + bytes_ <= the body size.
+    bytes_ -= queued_;
+    queued_ = 0;
+    if (bytes_ == 0) {
+        out_ = nullptr;
+        handle_ = {};
+        done_.splice_done(Status::ok);
+        return;
+    }
+    piece_position_ += handle_.pieces[piece_index_].extent.bytes;
+    ++piece_index_;
+    if (!send_piece()) {
+        out_ = nullptr;
+        done_.splice_done(Status::again);
+    }
+}
+
+storage::BodyHandle BodySplicer::rest(std::uint64_t& position, std::uint64_t& offset,
+                                      std::uint64_t& bytes) {
+    RP_ASSERT(out_ == nullptr);
+    RP_ASSERT(bytes_ > 0);
+    storage::BodyHandle rest = std::move(handle_);
+    handle_ = {};
+    rest.pieces.erase(rest.pieces.begin(),
+                      rest.pieces.begin() + static_cast<std::ptrdiff_t>(piece_index_));
+    position = piece_position_;
+    offset = offset_;
+    bytes = bytes_;
+    return rest;
 }
 
 }  // namespace rp::mail

@@ -26,7 +26,10 @@
 //   AccessClient::unwatch() or with the client.
 // Bounds: at most access_in_flight_max requests per client (Status::full beyond);
 //   watchers_per_mailbox_max watchers per mailbox (Status::full beyond). Events and releases
-//   are never refused: they are not counted against access_in_flight_max.
+//   are never refused: they are not counted against access_in_flight_max. Posts that meet a
+//   full queue wait in a backlog of at most access_backlog_max (see there); a message that
+//   is never handled because its shard stopped is freed by its discard (no leak), and a
+//   request that reaches a shard whose MailAccess is gone is answered Status::cancelled.
 // Errors: account or mailbox unknown -> not_found; locked -> busy; store errors as returned
 //   by the store (quarantined, no_space, io, ...).
 #pragma once
@@ -39,6 +42,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/session.h"
 #include "core/shard.h"
 #include "protocols/common/shard_mail.h"
 #include "storage/mail_store.h"
@@ -47,6 +51,12 @@ namespace rp::mail {
 
 inline constexpr unsigned access_in_flight_max = 16;      // Requests per client.
 inline constexpr unsigned watchers_per_mailbox_max = 4096;
+// Cross-core messages a shard holds back while a queue to another shard is full. New
+// requests are refused (Status::full) once half of it is used, so the rest keeps room for what
+// admitted requests still owe (replies, releases: bounded by access_in_flight_max per client
+// and the locks and watches granted); events beyond the whole of it are dropped and counted.
+inline constexpr unsigned access_backlog_max = 4096;
+inline constexpr unsigned access_backlog_requests_max = access_backlog_max / 2;
 
 class MailAccess;
 
@@ -81,6 +91,7 @@ enum class AccessOp : std::uint8_t {
     unsubscribe,
     unlock,     // Fire and forget (no reply).
     unwatch,    // Fire and forget (no reply).
+    release,    // Expunge `uids` (maybe none), then unlock; replies (AccessClient::release).
 };
 
 struct MessageEntry {
@@ -191,6 +202,14 @@ public:
     // Releases the exclusive lock taken by an open of `mailbox_id` (when the session is
     // done with it before it closes).
     void unlock(std::uint64_t mailbox_id);
+    // POP3 UPDATE: expunges `uids` of the locked mailbox `mailbox_id` (`account`, `mailbox`)
+    // durably, then releases the lock on its owner, then replies to access_done(tag,
+    // AccessOp::release, ...) with the expunge's status (the lock goes in any case). After
+    // the reply, an exclusive open from any session finds the mailbox free. not_found (and
+    // nothing sent) when this client holds no lock on it; full as for submit().
+    [[nodiscard]] Status release(std::uint64_t mailbox_id, std::string account,
+                                 std::string mailbox, std::vector<std::uint32_t> uids,
+                                 std::uint64_t tag);
     // Ends one watch of `mailbox_id` taken by an open with `watch` (IMAP: the selected
     // mailbox is closed). Events already on their way may still arrive.
     void unwatch(std::uint64_t mailbox_id);
@@ -223,6 +242,14 @@ struct MailAccessStats {
     std::uint64_t events_sent = 0;
     std::uint64_t replies_orphaned = 0;
     std::uint64_t post_retries = 0;
+    std::uint64_t requests_refused_backlog = 0;  // Status::full: the backlog is half full.
+    std::uint64_t events_dropped = 0;            // The backlog was full.
+    // Message bytes sent by this shard's sessions (FETCH literals, RETR): spliced from the
+    // segment to the socket (BodySplicer), or read and copied (BodyReader; TLS, dot-stuffing).
+    std::uint64_t bodies_spliced = 0;
+    std::uint64_t bytes_spliced = 0;
+    std::uint64_t bodies_copied = 0;
+    std::uint64_t bytes_copied = 0;
 };
 
 class MailAccess final : public ShardLocal, public TickHook, public DeliveryObserver,
@@ -235,6 +262,7 @@ public:
     ShardMail& mail() { return mail_; }
     unsigned shard_index() const { return mail_.shard_index(); }
     const MailAccessStats& stats() const { return stats_; }
+    MailAccessStats& stats() { return stats_; }
     // Locks and watchers held on this shard's mailboxes (tests).
     std::size_t locks_held() const { return locks_.size(); }
     std::size_t watchers() const;
@@ -242,6 +270,7 @@ public:
     // TickHook: retries posts that met a full queue.
     void on_tick() override;
     bool idle() const override { return backlog_.empty(); }
+    std::size_t backlog() const { return backlog_.size(); }
     // DeliveryObserver: tells watchers of the mailbox about the new message(s).
     void delivered(const std::string& account, std::string_view mailbox) override;
 
@@ -264,12 +293,14 @@ private:
 
     std::uint64_t client_add(AccessClient& client);
     void client_remove(AccessClient& client);
-    Status submit(AccessClient& client, AccessRequest request, std::uint64_t tag);
+    Status submit(AccessClient& client, AccessRequest request, std::uint64_t tag,
+                  const AccessClient::Held* lock = nullptr);
     void release(unsigned owner, AccessOp op, std::uint64_t mailbox_id, std::uint64_t token,
                  std::uint64_t client);
     void route(unsigned to, std::uint32_t kind, void* pointer);
     void post_or_queue(const CrossMessage& message);
     static void on_cross(Shard& to, const CrossMessage& message);
+    static void on_discard(const CrossMessage& message);
     void on_deferred() override;
 
     // On the owner.
@@ -277,6 +308,7 @@ private:
     void after_durable(std::unique_ptr<AccessJob> job, Status status);
     void execute_open(AccessJob& job);
     void execute_release(AccessJob& job);
+    void unlock_token(std::uint64_t mailbox_id, std::uint64_t token);
     bool execute_mutation(AccessJob& job);  // True when the reply waits for durability.
     void finished(std::unique_ptr<AccessJob> job);  // Sends the reply home.
     void notify(MailboxEvent event);
@@ -338,6 +370,58 @@ private:
     std::uint32_t record_filled_ = 0;
     bool reading_ = false;
     bool cancelled_ = false;
+};
+
+// Told when a BodySplicer is done with its range. ok: every byte is sent. again: the session
+// refused a later extent (its pipes were all in use): the rest must be copied (rest()). Any
+// other status: the session is closing (on_close follows at once): touch nothing of its
+// output.
+class BodySpliceDone {
+public:
+    virtual void splice_done(Status status) = 0;
+
+protected:
+    ~BodySpliceDone() = default;
+};
+
+// Sends a range of a pinned body from its segment files to the socket with
+// SessionOutput::send_file, one extent (one file range) after the other, so the bytes never
+// pass through user space. Holds the BodyHandle (its segment pins) until the last range is
+// sent: compaction may relocate the body meanwhile, but a pinned segment is never retired, so
+// the bytes stay readable and unchanged. No checksum is verified on this path (the copy path
+// verifies each chunk): the bytes below the durable watermark were checked when the segment
+// was replayed at open or when compaction read them, and a damaged page would go out as it is.
+// `out` must be the session's own output: it outlives every callback of the session.
+class BodySplicer final : private FileSendDone {
+public:
+    explicit BodySplicer(BodySpliceDone& done) : done_(done) {}
+    BodySplicer(const BodySplicer&) = delete;
+    BodySplicer& operator=(const BodySplicer&) = delete;
+
+    // Starts sending [offset, offset + bytes) of `handle` (bytes > 0, inside the body). False,
+    // with nothing queued and `handle` left to the caller, when `out` refuses the first range
+    // (TLS active or starting, no pipe free): copy instead. True: `handle` was taken.
+    bool start(SessionOutput& out, storage::BodyHandle& handle, std::uint64_t offset,
+               std::uint64_t bytes, MailAccessStats& stats);
+    bool active() const { return out_ != nullptr; }
+    // After splice_done(again): the pieces not sent yet (the body offset of the first one in
+    // `position`) and the bytes of the range left; the splicer is idle again.
+    storage::BodyHandle rest(std::uint64_t& position, std::uint64_t& offset, std::uint64_t& bytes);
+
+private:
+    void file_sent(Status status) override;
+    // Queues the part of the range inside piece_index_. False when the session refused it.
+    bool send_piece();
+
+    BodySpliceDone& done_;
+    SessionOutput* out_ = nullptr;
+    MailAccessStats* stats_ = nullptr;
+    storage::BodyHandle handle_;
+    std::size_t piece_index_ = 0;
+    std::uint64_t piece_position_ = 0;  // Body offset of pieces[piece_index_].
+    std::uint64_t offset_ = 0;          // Body offset of the next byte to send.
+    std::uint64_t bytes_ = 0;           // Range bytes not yet queued.
+    std::uint64_t queued_ = 0;          // Bytes of the range in flight.
 };
 
 }  // namespace rp::mail

@@ -60,13 +60,15 @@ private:
 class ImapSession final : public ProtocolSession,
                           public ImapHost,
                           public mail::AccessHandler,
-                          public pop3::PasswordCheckDone {
+                          public pop3::PasswordCheckDone,
+                          public mail::BodySpliceDone {
 public:
     explicit ImapSession(ImapFactory& factory)
-        : factory_(factory), load_sink_(*this, false), stream_sink_(*this, true) {}
+        : factory_(factory), load_sink_(*this, false), stream_sink_(*this, true), splicer_(*this) {}
     ~ImapSession() override {
         RP_ASSERT(load_reader_ == nullptr);
         RP_ASSERT(stream_reader_ == nullptr);
+        RP_ASSERT(!splicer_.active());  // file_sent() runs before on_close().
     }
 
     // ---- ProtocolSession ----
@@ -109,6 +111,7 @@ public:
 
     void on_output_drained(SessionOutput& out) override {
         arm(out);  // The client is reading: progress.
+        if (splicer_.active()) return;  // The literal is on its way; splice_done() goes on.
         if (streaming_) {
             stream_write(out);
             if (streaming_) return;
@@ -611,26 +614,62 @@ private:
         mail::AccessRequest request;
         request.op = mail::AccessOp::body_open;
         request.body = it->second.body;
+        stream_reading_ = true;  // Until stream_opened().
         if (Status s = client_->submit(std::move(request), tag_stream); s != Status::ok) {
             stream_failed(s);
         }
     }
 
     void stream_opened(mail::AccessReply& reply) {
+        stream_reading_ = false;
         if (reply.status != Status::ok || reply.body.pieces.empty()) {
             stream_failed(reply.status);
             return;
         }
+        // On a plaintext connection the range goes from the segment to the socket; under TLS
+        // (or with no pipe free) it is read, verified and copied.
+        if (stream_.bytes >= factory_.splice_bytes_min() &&
+            stream_.offset + stream_.bytes <= reply.body.bytes &&
+            splicer_.start(*output(), reply.body, stream_.offset, stream_.bytes,
+                           factory_.access().stats())) {
+            return;
+        }
+        ++factory_.access().stats().bodies_copied;
+        stream_reading_ = true;
         stream_reader_ = mail::BodyReader::start(factory_.access().mail().shard().io(),
                                                  std::move(reply.body), stream_sink_);
     }
 
+    // ---- BodySpliceDone ----
+    void splice_done(Status status) override {
+        if (status == Status::ok) {
+            stream_.bytes = 0;
+            stream_end();
+            after_host();
+            return;
+        }
+        if (status == Status::again) {
+            // A later extent was refused: read and copy the rest of the range.
+            storage::BodyHandle rest =
+                splicer_.rest(stream_position_, stream_.offset, stream_.bytes);
+            ++factory_.access().stats().bodies_copied;
+            stream_reading_ = true;
+            stream_reader_ = mail::BodyReader::start(factory_.access().mail().shard().io(),
+                                                     std::move(rest), stream_sink_);
+            return;
+        }
+        // The session is closing: on_close() follows; its output is not to be touched.
+        streaming_ = false;
+    }
+
     void stream_piece(Status status, std::span<const std::byte> bytes, bool last) {
+        stream_reading_ = false;
         if (status != Status::ok) {
             stream_failed(status);
             after_host();
             return;
         }
+        factory_.access().stats().bytes_copied += bytes.size();
         // Keep only the part of this extent inside the wanted range.
         const std::uint64_t begin = stream_position_;
         stream_position_ += bytes.size();  // bounds: at most the body's size.
@@ -649,6 +688,10 @@ private:
     // Writes the current extent's slice while the send queue has room.
     void stream_write(SessionOutput& out) {
         RP_ASSERT(streaming_);
+        // The body is being opened or its next extent read: the send queue drained
+        // meanwhile (the text before the literal, or the last slice that pushed it over the
+        // mark once more); stream_opened() / stream_piece() go on from there.
+        if (stream_reading_) return;
         while (!stream_chunk_.empty()) {
             if (out.output_queued_bytes() >= limits::session_output_high_bytes) return;
             const std::size_t n = std::min(stream_chunk_.size(), stream_slice_bytes);
@@ -665,6 +708,7 @@ private:
             stream_failed(Status::truncated);
             return;
         }
+        stream_reading_ = true;
         stream_reader_->next();
     }
 
@@ -687,6 +731,7 @@ private:
 
     void stream_end() {
         streaming_ = false;
+        stream_reading_ = false;
         stream_chunk_ = {};
         if (stream_reader_ != nullptr) stream_reader_->cancel();
         stream_reader_ = nullptr;
@@ -909,6 +954,8 @@ private:
     std::span<const std::byte> stream_chunk_;
     bool stream_last_ = false;
     mail::BodyReader* stream_reader_ = nullptr;
+    bool stream_reading_ = false;  // The body_open or a read of stream_reader_ is in flight.
+    mail::BodySplicer splicer_;
     // EXPUNGE, APPEND.
     std::vector<std::uint32_t> expunge_filter_;
     std::vector<std::uint32_t> expunge_uids_;
@@ -932,6 +979,7 @@ ImapFactory::ImapFactory(mail::MailAccess& access, SessionDriver& driver,
       driver_(driver),
       passwords_(passwords),
       idle_timeout_ms_(settings.imap.idle_timeout_ms),
+      splice_bytes_min_(settings.imap.splice_bytes_min),
       kind_(std::move(kind)) {
     if (passwords_ == nullptr) {
         plaintext_ = std::make_unique<pop3::PlaintextPasswords>(access.mail().shard().reactor());

@@ -12,9 +12,12 @@
 //   and watches the mailbox until it is closed; MailboxEvents carry the new messages, the new
 //   flags and keywords and the expunged UIDs, and become EXISTS/EXPUNGE/FETCH without reading
 //   the mailbox again. Keywords are stored per account (mail_access keyword_names).
-//   FETCH literals ("BODY[]") are streamed from the store in 16 KiB slices while the send
-//   queue is below limits::session_output_high_bytes; ENVELOPE/BODYSTRUCTURE and header
-//   fields load the whole body and run mime_parse (one message cached per session).
+//   FETCH literals ("BODY[]", sections, partial ranges) on a plaintext connection are
+//   spliced from the store's segment files to the socket (mail::BodySplicer: no copy
+//   through user space, the segments pinned until sent); under TLS they are read, verified
+//   and written in 16 KiB slices while the send queue is below
+//   limits::session_output_high_bytes. ENVELOPE/BODYSTRUCTURE and header fields load the
+//   whole body and run mime_parse (one message cached per session).
 // Memory: an idle session holds no view, no cached message and no APPEND bytes; closing
 //   the selected mailbox gives its view back.
 // Timeouts: not authenticated: 60 s; otherwise [imap] idle_timeout_ms (also in IDLE).
@@ -52,6 +55,7 @@ public:
     pop3::PasswordChecker& passwords() { return *passwords_; }
     const ImapServerConfig& server_config() const { return server_config_; }
     std::uint64_t idle_timeout_ms() const { return idle_timeout_ms_; }
+    std::uint64_t splice_bytes_min() const { return splice_bytes_min_; }
     const std::string& kind() const { return kind_; }
 
     static constexpr std::uint64_t login_timeout_ms = 60'000;
@@ -63,6 +67,7 @@ private:
     pop3::PasswordChecker* passwords_;
     ImapServerConfig server_config_;
     std::uint64_t idle_timeout_ms_;
+    std::uint64_t splice_bytes_min_;
     std::string kind_;
     std::string busy_reply_;
     std::string per_ip_reply_;

@@ -552,11 +552,8 @@ void Pop3Server::message_end(Status status) {
 }
 
 void Pop3Server::do_quit() {
-    if (deleted_count_ == 0) {
-        reply("+OK " + config_.hostname + " POP3 server signing off");
-        state_ = State::closed;
-        return;
-    }
+    // UPDATE (RFC 1939 6) even with nothing to delete: the host releases the maildrop before
+    // the +OK, so a client that logs in again right after it finds the maildrop free.
     update_uids_.clear();
     for (std::size_t i = 0; i < messages_.size(); ++i) {
         if (deleted_[i]) update_uids_.push_back(messages_[i].uid);
@@ -568,7 +565,9 @@ void Pop3Server::do_quit() {
 void Pop3Server::update_done(Status status) {
     if (state_ == State::closed) return;
     RP_ASSERT(state_ == State::wait_update);
-    if (status == Status::ok) {
+    if (status == Status::ok && deleted_count_ == 0) {
+        reply("+OK " + config_.hostname + " POP3 server signing off");
+    } else if (status == Status::ok) {
         counters_.messages_deleted += deleted_count_;
         reply("+OK " + config_.hostname + " POP3 server signing off (" +
               std::to_string(deleted_count_) + " messages deleted)");

@@ -23,7 +23,8 @@
 //   host.message_read(i) -> server.message_data(piece)... then server.message_end(status);
 //     message_data() returns false once it needs no more (TOP); keep pieces small (16 KiB)
 //     and wait while output_blocked().
-//   host.update(uids) -> server.update_done(status) once the expunge is durable.
+//   host.update(uids) -> server.update_done(status) once the expunge is durable and the
+//     maildrop released (QUIT in TRANSACTION, also with no uids).
 //   STLS answered: waiting_for_tls(); discard kept input (RFC 2595 4), handshake, then
 //     tls_started() or connection_lost().
 //   timer (idle_timeout_ms, re-armed after each answered command): on_timeout() closes
@@ -79,7 +80,8 @@ public:
     // RETR or TOP of message number index + 1: answer with message_data() pieces, then
     // message_end().
     virtual void message_read(std::uint32_t index) = 0;
-    // QUIT with messages marked deleted: expunge `uids` durably, then update_done().
+    // QUIT in the TRANSACTION state: expunge `uids` (maybe none) durably and release the
+    // maildrop, then update_done() (the +OK waits for it: RFC 1939 6).
     virtual void update(std::span<const std::uint32_t> uids) = 0;
 };
 
@@ -117,6 +119,8 @@ public:
                state_ == State::wait_update || state_ == State::wait_tls;
     }
     bool in_transaction() const { return state_ == State::transaction; }
+    // The message being read is for TOP (not RETR).
+    bool sending_top() const { return top_; }
     // A LIST/UIDL listing is still being produced: call pump() (or feed()) again once the
     // output has been sent.
     bool listing() const { return listing_ != 0; }

@@ -21,10 +21,14 @@ class Pop3Session final : public ProtocolSession,
                           public Pop3Host,
                           public mail::AccessHandler,
                           public PasswordCheckDone,
-                          public mail::BodyReaderDone {
+                          public mail::BodyReaderDone,
+                          public mail::BodySpliceDone {
 public:
-    explicit Pop3Session(Pop3Factory& factory) : factory_(factory) {}
-    ~Pop3Session() override { RP_ASSERT(reader_ == nullptr); }
+    explicit Pop3Session(Pop3Factory& factory) : factory_(factory), splicer_(*this) {}
+    ~Pop3Session() override {
+        RP_ASSERT(reader_ == nullptr);
+        RP_ASSERT(!splicer_.active());  // file_sent() runs before on_close().
+    }
 
     // ---- ProtocolSession ----
     void on_open(const SessionInfo& info, SessionOutput& out) override {
@@ -112,14 +116,15 @@ public:
         if (s != Status::ok) server_->message_end(s);
     }
 
+    // QUIT: the deletions (if any) and the maildrop's unlock, both done on the owner before
+    // the +OK, so that a client logging in again right after it is not told [IN-USE].
     void update(std::span<const std::uint32_t> uids) override {
-        mail::AccessRequest request;
-        request.op = mail::AccessOp::expunge;
-        request.account = account_;
-        request.mailbox = "INBOX";
-        request.uids.assign(uids.begin(), uids.end());
-        Status s = client_->submit(std::move(request), tag_update);
-        if (s != Status::ok) server_->update_done(s);
+        Status s = client_->release(mailbox_id_, account_, "INBOX",
+                                    std::vector<std::uint32_t>(uids.begin(), uids.end()),
+                                    tag_update);
+        // With nothing to delete a failure to send is no failure of the QUIT: the lock goes
+        // with the session (asynchronously).
+        if (s != Status::ok) server_->update_done(uids.empty() ? Status::ok : s);
     }
 
     // ---- PasswordCheckDone ----
@@ -153,7 +158,9 @@ public:
             body_opened(reply);
         } else {
             RP_ASSERT(tag == tag_update);
-            if (reply.status == Status::ok) {
+            if (reply.status == Status::ok && server_->deleted_count() == 0) {
+                // Nothing deleted: only the maildrop was released.
+            } else if (reply.status == Status::ok) {
                 log::info("shard {}: pop3 {} {}: {} messages deleted", shard(), client_address_,
                           account_, server_->deleted_count());
             } else {
@@ -173,6 +180,7 @@ public:
             end_message(status);
             return;
         }
+        factory_.access().stats().bytes_copied += bytes.size();
         piece_ = bytes;
         piece_last_ = last;
         streaming_ = true;
@@ -218,8 +226,46 @@ private:
             end_message(Status::ok);  // An empty message.
             return;
         }
+        if (splice_start(reply.body)) return;
+        ++factory_.access().stats().bodies_copied;
         reader_ = mail::BodyReader::start(factory_.access().mail().shard().io(),
                                           std::move(reply.body), *this);
+    }
+
+    // RETR of a body that needs no dot-stuffing (the store noted it at delivery) on a
+    // plaintext connection: "+OK", the stored bytes spliced from the segment, ".". False when
+    // the bytes must be copied (TOP, dot lines, TLS, no pipe free).
+    bool splice_start(storage::BodyHandle& body) {
+        if (server_->sending_top() || (body.traits & storage::body_dot_free) == 0) return false;
+        if (body.bytes < factory_.splice_bytes_min()) return false;  // Copying costs less.
+        SessionOutput* out = output();
+        if (out->tls_active()) return false;
+        // The status line goes first; if the splice is refused the copy path goes on after it
+        // (a dot-free body comes out of the dot-stuffing unchanged).
+        (void)server_->message_data({});
+        flush(*out);
+        return splicer_.start(*out, body, 0, body.bytes, factory_.access().stats());
+    }
+
+    // ---- BodySpliceDone ----
+    void splice_done(Status status) override {
+        if (status == Status::ok) {
+            end_message(Status::ok);  // Adds the final ".".
+            return;
+        }
+        if (status == Status::again) {
+            // A later extent was refused: copy the rest (it starts at a line boundary or
+            // not; no line of this body starts with "." either way).
+            std::uint64_t position = 0;
+            std::uint64_t offset = 0;
+            std::uint64_t bytes = 0;
+            storage::BodyHandle rest = splicer_.rest(position, offset, bytes);
+            ++factory_.access().stats().bodies_copied;
+            reader_ = mail::BodyReader::start(factory_.access().mail().shard().io(),
+                                              std::move(rest), *this);
+            return;
+        }
+        // The session is closing: on_close() follows.
     }
 
     // Hands the current piece to the server in slices while the send queue has room.
@@ -313,6 +359,7 @@ private:
     std::uint64_t mailbox_id_ = 0;
     std::vector<mail::MessageEntry> messages_;
     mail::BodyReader* reader_ = nullptr;
+    mail::BodySplicer splicer_;
     std::span<const std::byte> piece_;
     bool piece_last_ = false;
     bool streaming_ = false;
@@ -331,6 +378,7 @@ Pop3Factory::Pop3Factory(mail::MailAccess& access, SessionDriver& driver,
       driver_(driver),
       passwords_(passwords),
       idle_timeout_ms_(settings.pop3.idle_timeout_ms),
+      splice_bytes_min_(settings.pop3.splice_bytes_min),
       kind_(std::move(kind)) {
     if (passwords_ == nullptr) {
         plaintext_ = std::make_unique<PlaintextPasswords>(access.mail().shard().reactor());

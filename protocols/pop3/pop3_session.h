@@ -11,11 +11,16 @@
 //   discarded), implicit TLS on kind "pop3s". Plaintext logins before TLS only where the
 //   checker allows them (auth.plaintext_loopback); otherwise "-ERR [AUTH] ... STLS first".
 // Flow: USER/PASS or AUTH PLAIN -> PasswordChecker (async) -> open INBOX exclusively (a
-//   second session gets -ERR [IN-USE]) -> TRANSACTION on a snapshot. RETR streams the stored
-//   bytes, dot-stuffed, in 16 KiB slices while the send queue is below
-//   limits::session_output_high_bytes, continuing from on_output_drained. QUIT with deletions
-//   expunges them; the reply waits until the expunge is durable. A dropped connection
-//   deletes nothing.
+//   second session gets -ERR [IN-USE]) -> TRANSACTION on a snapshot. RETR of a body the
+//   store marked dot-free (storage::body_dot_free: no line starts with ".", ends with CRLF)
+//   on a plaintext connection: "+OK", the stored bytes spliced from the segment file to the
+//   socket (mail::BodySplicer, no copy through user space), ".". Otherwise (TOP, dot lines,
+//   TLS) RETR streams the stored bytes, dot-stuffed, in 16 KiB slices while the send queue
+//   is below limits::session_output_high_bytes, continuing from on_output_drained. QUIT
+//   expunges the deletions (if any) and releases the maildrop on its owner shard
+//   (AccessClient::release); the +OK waits for both (durable expunge, lock gone), so a
+//   client that logs in again at once is not told [IN-USE]. A dropped connection deletes
+//   nothing (its lock goes asynchronously with the session).
 // Timeouts: [pop3] idle_timeout_ms, re-armed after each answered command and whenever
 //   queued output drains (a slow reader of a large message is making progress).
 #pragma once
@@ -57,6 +62,7 @@ public:
     PasswordChecker& passwords() { return *passwords_; }
     const Pop3ServerConfig& server_config() const { return server_config_; }
     std::uint64_t idle_timeout_ms() const { return idle_timeout_ms_; }
+    std::uint64_t splice_bytes_min() const { return splice_bytes_min_; }
     const std::string& kind() const { return kind_; }
 
 private:
@@ -66,6 +72,7 @@ private:
     PasswordChecker* passwords_;
     Pop3ServerConfig server_config_;
     std::uint64_t idle_timeout_ms_;
+    std::uint64_t splice_bytes_min_;
     std::string kind_;
     std::string busy_reply_;
     std::string per_ip_reply_;

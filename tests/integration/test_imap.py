@@ -441,8 +441,9 @@ class ImapTest(unittest.TestCase):
         self.assertIn(b"UNSEEN 2", inbox[0])
         self.assertIn(b"MESSAGES 3", inbox[0])
 
-    # Proves SUBSCRIBE/UNSUBSCRIBE are stored: LSUB and LIST (SUBSCRIBED) show exactly the
-    # subscribed mailboxes, another session sees them, and they survive a restart.
+    # Proves SUBSCRIBE/UNSUBSCRIBE are stored: a new account starts with INBOX and its
+    # special-use folders subscribed, LSUB and LIST (SUBSCRIBED) show exactly the subscribed
+    # mailboxes, another session sees them, and they survive a restart.
     def test_subscriptions(self):
         d = self.daemon()
         user = USERS[0]
@@ -454,7 +455,9 @@ class ImapTest(unittest.TestCase):
 
         c = self.imap(d, user)
         self.assertEqual(c.create("Work")[0], "OK")
-        self.assertEqual(lsub(c), [])
+        self.assertEqual(lsub(c), [b"Drafts", b"INBOX", b"Junk", b"Sent", b"Trash"])
+        for name in ("Drafts", "Junk", "Trash"):
+            self.assertEqual(c.unsubscribe(name)[0], "OK")
         self.assertEqual(c.subscribe("Work")[0], "OK")
         self.assertEqual(c.subscribe("INBOX")[0], "OK")
         self.assertEqual(c.subscribe("Sent")[0], "OK")

@@ -95,7 +95,8 @@ class Pop3Test(unittest.TestCase):
         # the daemon's fdatasync completes and makes it visible: wait for POP3 to see it.
         deadline = time.monotonic() + 10
         while True:
-            client = self.pop_retry(d, user)
+            # No retry on [IN-USE]: QUIT's +OK comes after the maildrop is released.
+            client = self.pop(d, user)
             seen = client.stat()[0]
             client.quit()
             if seen >= (total or count) or time.monotonic() > deadline:
@@ -108,17 +109,19 @@ class Pop3Test(unittest.TestCase):
         client.pass_(password or PASSWORD[user])
         return client
 
-    def pop_retry(self, d, user, resets=False):
-        """Logs in, retrying while the previous session's lock is being released. With
-        `resets`, also while connections are reset: after a SIGKILL the dead daemon's
-        listening sockets stay in the SO_REUSEPORT group until the kernel tears down its
-        io_uring (asynchronously), and connections hashed to them are reset."""
+    def pop_retry(self, d, user, resets=False, dropped=False):
+        """Logs in, retrying with `dropped` while the lock of a session that ended without
+        QUIT (dropped, timed out) is released on its owner shard (asynchronously: after QUIT
+        no retry is needed, its +OK follows the release). With `resets`, also while
+        connections are reset: after a SIGKILL the dead daemon's listening sockets stay in
+        the SO_REUSEPORT group until the kernel tears down its io_uring (asynchronously),
+        and connections hashed to them are reset."""
         deadline = time.monotonic() + 10
         while True:
             try:
                 return self.pop(d, user)
             except poplib.error_proto as e:
-                if b"IN-USE" not in e.args[0] or time.monotonic() > deadline:
+                if not dropped or b"IN-USE" not in e.args[0] or time.monotonic() > deadline:
                     raise
             except (ConnectionError, EOFError):
                 if not resets or time.monotonic() > deadline:
@@ -142,20 +145,15 @@ class Pop3Test(unittest.TestCase):
             self.assertTrue(resp.startswith(b"+OK %d octets" % len(stored)), resp)
             self.assertEqual(b"\r\n".join(got) + b"\r\n", stored)
             client.quit()
-            # The wire bytes: the dot-stuffed message, then CRLF.CRLF.
-            # The previous session's maildrop lock is released on the owner shard just
-            # after its QUIT was answered: a login that races it gets [IN-USE] (retried).
-            for _ in range(100):
-                s = socket.create_connection(("127.0.0.1", d.pop3_port), timeout=10)
-                f = s.makefile("rb")
-                f.readline()
-                s.sendall(b"USER %s\r\nPASS %s\r\n" % (user.encode(), PASSWORD[user].encode()))
-                self.assertTrue(f.readline().startswith(b"+OK"))
-                logged_in = f.readline()
-                if not logged_in.startswith(b"-ERR [IN-USE]"):
-                    break
-                s.close()
-                time.sleep(0.05)
+            # The wire bytes: the dot-stuffed message, then CRLF.CRLF. The login right after
+            # the QUIT above must find the maildrop free (no [IN-USE]): QUIT's +OK waits for
+            # the owner shard to release the lock.
+            s = socket.create_connection(("127.0.0.1", d.pop3_port), timeout=10)
+            f = s.makefile("rb")
+            f.readline()
+            s.sendall(b"USER %s\r\nPASS %s\r\n" % (user.encode(), PASSWORD[user].encode()))
+            self.assertTrue(f.readline().startswith(b"+OK"))
+            logged_in = f.readline()
             self.assertTrue(logged_in.startswith(b"+OK maildrop has 1"), logged_in)
             s.sendall(b"RETR 1\r\nQUIT\r\n")
             self.assertTrue(f.readline().startswith(b"+OK"))
@@ -213,12 +211,12 @@ class Pop3Test(unittest.TestCase):
             client.dele(2)
             client.file.close()  # Dropped: no QUIT (poplib's file holds the socket too).
             client.sock.close()
-            client = self.pop_retry(d, user)
+            client = self.pop_retry(d, user, dropped=True)
             self.assertEqual(client.stat()[0], 2)
             client.dele(1)
             client.rset()
             client.quit()
-            client = self.pop_retry(d, user)
+            client = self.pop(d, user)
             self.assertEqual(client.stat()[0], 2)
             client.quit()
             self.assertEqual(len(mailbox(d, user)), 2)
@@ -238,7 +236,7 @@ class Pop3Test(unittest.TestCase):
         d.stop()
         d.start()
         self.send(d, user, b"Subject: b\r\n\r\ny\r\n", total=3)
-        second = self.pop_retry(d, user)
+        second = self.pop(d, user)
         ids2 = second.uidl()[1]
         self.assertEqual(ids2[:2], ids)
         self.assertEqual(len(ids2), 3)
@@ -256,7 +254,7 @@ class Pop3Test(unittest.TestCase):
                 self.pop(d, user)
             self.assertIn(b"[IN-USE]", caught.exception.args[0])
             first.quit()
-            self.pop_retry(d, user).quit()
+            self.pop(d, user).quit()  # Free as soon as QUIT is answered.
         self.assertIn("logged in", d.log())
 
     # Proves TOP: headers, blank line and n body lines.
@@ -310,7 +308,7 @@ class Pop3Test(unittest.TestCase):
         self.assertTrue(f.readline().startswith(b"+OK"))
         self.assertEqual(f.read(), b"")  # Closed by the server, nothing more said.
         s.close()
-        client = self.pop_retry(d, "demo@example.test")
+        client = self.pop_retry(d, "demo@example.test", dropped=True)
         self.assertEqual(client.stat()[0], 1)
         client.quit()
 

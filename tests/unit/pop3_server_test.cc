@@ -51,7 +51,8 @@ const char* const kMessage1 =
 const char* const kMessage2 = "Subject: two\r\nX: y\r\n\r\nline 1\r\nline 2\r\nline 3\r\n";
 
 // Proves a whole session: greeting, USER/PASS, STAT, LIST, UIDL, RETR (byte-exact after
-// unstuffing, with leading dots and 8-bit bytes), QUIT without deletions calls no UPDATE.
+// unstuffing, with leading dots and 8-bit bytes), QUIT without deletions asks the host to
+// release the maildrop (an UPDATE with no UIDs) before its +OK.
 TEST(Pop3Server, RetrIsByteExactAfterUnstuffing) {
     Session s;
     s.host.messages = {kMessage1, kMessage2};
@@ -70,7 +71,8 @@ TEST(Pop3Server, RetrIsByteExactAfterUnstuffing) {
     EXPECT_EQ(read_multiline(o, at), kMessage2);
     EXPECT_NE(o.find("\r\n..\r\n...\r\n....leading dots\r\n.. a dot\r\n"), std::string::npos);
     EXPECT_TRUE(s.host.updated.empty());
-    EXPECT_EQ(s.host.events.back(), "read 1");
+    EXPECT_EQ(s.host.events.back(), "update 0");
+    EXPECT_NE(o.find("\r\n+OK mail.example.test POP3 server signing off\r\n"), std::string::npos);
 }
 
 // Proves the same session gives the same bytes whatever the input chunking (one byte at a
@@ -160,7 +162,9 @@ TEST(Pop3Server, LoginFailures) {
     EXPECT_NE(t.output.find("+OK maildrop has 0 messages (0 octets)\r\n+OK 0 0\r\n"),
               std::string::npos)
         << t.output;
-    EXPECT_EQ(s.host.events, (std::vector<std::string>{"login demo", "login spacey"}));
+    // QUIT in TRANSACTION asks the host to release the maildrop (an UPDATE with no UIDs).
+    EXPECT_EQ(s.host.events,
+              (std::vector<std::string>{"login demo", "login spacey", "update 0"}));
     EXPECT_EQ(s.run("").closed, false);
 
     Session busy;

@@ -719,12 +719,86 @@ TEST_F(Store, SnapshotBoundsReplay) {
     EXPECT_EQ(store->messages("a@x", "INBOX")->size(), 101u);
 }
 
+// Proves the trait the body writer notes for POP3 (body_dot_free): set for a body without
+// dot lines that ends with CRLF (also when appends split its lines), not for a dot line (at
+// the start, after a LF, or split across appends), a body without a final CRLF; the trait
+// survives replay and a snapshot (compaction's body_move changes only extents); a body_define
+// written before traits existed (no trailing byte) reads as none; an unknown bit is refused.
+TEST_F(Store, BodyTraits) {
+    open();
+    auto body = [&](std::vector<std::string> parts) {
+        auto w = store->body_begin();
+        EXPECT_TRUE(w);
+        for (const std::string& p : parts) EXPECT_EQ(store->body_append_copy(*w, bytes_of(p)), Status::ok);
+        auto ref = store->body_finish(*w);
+        EXPECT_TRUE(ref);
+        return *ref;
+    };
+    auto traits = [&](BodyRef ref) {
+        auto handle = store->body_open(ref);
+        EXPECT_TRUE(handle) << status_name(handle.status());
+        return handle ? handle->traits : std::uint8_t{0xff};
+    };
+    const std::vector<std::pair<std::vector<std::string>, bool>> cases = {
+        {{"Subject: a\r\n\r\nbody. not a dot line\r\n"}, true},
+        {{"Subject: a\r\n\r\nsplit li", "ne\r", "\n", "next\r\n"}, true},
+        {{".\r\n"}, false},
+        {{"a\r\n.b\r\n"}, false},
+        {{"a\n.b\r\n"}, false},  // A line starts after any LF.
+        {{"a\r\n", ".b\r\n"}, false},
+        {{"a\r\n\r", "\n", ".", "b\r\n"}, false},
+        {{"no final crlf"}, false},
+        {{"bare lf\n"}, false},
+        {{"\r\n"}, true},
+    };
+    std::vector<BodyRef> refs;
+    for (const auto& [parts, dot_free] : cases) refs.push_back(body(parts));
+    flush();
+    auto check = [&](const char* when) {
+        for (std::size_t i = 0; i < cases.size(); ++i) {
+            EXPECT_EQ(traits(refs[i]), cases[i].second ? body_dot_free : 0) << when << " case " << i;
+        }
+    };
+    check("written");
+    open();
+    check("replayed");
+    Snap snap;
+    ASSERT_EQ(store->snapshot(snap), Status::ok);
+    io.run_pending();
+    ASSERT_EQ(snap.status, Status::ok);
+    open();
+    EXPECT_TRUE(store->open_report().snapshot_loaded);
+    check("from a snapshot");
+
+    // The record codec: without traits the payload is the older layout.
+    BodyDefine def{7, 3, {Extent{1, 64, 3}}};
+    std::string old_layout;
+    encode(old_layout, def);
+    def.traits = body_dot_free;
+    std::string with_traits;
+    encode(with_traits, def);
+    EXPECT_EQ(with_traits.size(), old_layout.size() + 1);
+    BodyDefine back;
+    ASSERT_TRUE(decode(bytes_of(old_layout), back));
+    EXPECT_EQ(back.traits, 0);
+    ASSERT_TRUE(decode(bytes_of(with_traits), back));
+    EXPECT_EQ(back.traits, body_dot_free);
+    with_traits.back() = static_cast<char>(0x80);
+    EXPECT_FALSE(decode(bytes_of(with_traits), back));
+}
+
 // Proves subscriptions: names of missing mailboxes may be subscribed (RFC 3501 6.3.6),
 // INBOX is case-insensitive, unsubscribe removes, they survive DELETE, the errors, and they
 // are recovered both from the log and from a snapshot.
 TEST_F(Store, Subscriptions) {
     open();
     ASSERT_EQ(store->account_create("a@x"), Status::ok);
+    // A new account's default mailboxes are subscribed; the test starts from none.
+    const std::vector<std::string> defaults{"Drafts", "INBOX", "Junk", "Sent", "Trash"};
+    EXPECT_EQ(store->subscriptions("a@x"), defaults);
+    for (const std::string& name : defaults) {
+        ASSERT_EQ(store->mailbox_subscribe("a@x", name, false), Status::ok);
+    }
     EXPECT_TRUE(store->subscriptions("a@x").empty());
     Durable d;
     store->on_durable(&d);
