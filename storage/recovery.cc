@@ -32,10 +32,12 @@ struct Mapped {
     SegmentPin pin;
     const std::byte* data = nullptr;
     std::size_t bytes = 0;
+    std::uint32_t end = 0;  // Where its records end (0: not scanned to the end).
     Mapped() = default;
     Mapped(const Mapped&) = delete;
     Mapped& operator=(const Mapped&) = delete;
-    Mapped(Mapped&& o) noexcept : id(o.id), pin(std::move(o.pin)), data(o.data), bytes(o.bytes) {
+    Mapped(Mapped&& o) noexcept
+        : id(o.id), pin(std::move(o.pin)), data(o.data), bytes(o.bytes), end(o.end) {
         o.data = nullptr;
     }
     ~Mapped() {
@@ -184,7 +186,9 @@ struct MailStore::Recovery {
             ScanItem item = scan.next();
             if (item.kind == ScanItem::Kind::end) {
                 // A last record may end inside its padding: the tail is the padded end.
+                // Zeros after it (a pre-written segment) are not part of the log.
                 tail = lsn_make(seg, align8(scan.position()));
+                segs[i].end = lsn_offset(tail);
                 if (sealed || i + 1 == segs.size()) return true;
                 // A full segment without its seal lost its tail: later segments hold nothing
                 // durable unless a later record proves it.
@@ -374,6 +378,11 @@ Result<std::unique_ptr<MailStore>> MailStore::open(Io& io, Clock& clock, StoreOp
             ::unlinkat(dir_fd, segment_file_name(last->id).c_str(), 0);
             pins.erase(last->id);
             rec.tail = 0;
+        } else if (rec.segs[rec.torn_index].end == lsn_offset(rec.tail) && last->bytes > lsn_offset(rec.tail)) {
+            // This segment's records ended cleanly before pre-written zeros (what was torn
+            // came after it, e.g. an unused spare): keep the zeros for the next appends.
+            last->written = last->bytes;
+            last->bytes = lsn_offset(rec.tail);
         } else if (::ftruncate(last->fd, lsn_offset(rec.tail)) != 0 || ::fsync(last->fd) != 0) {
             return status_from_errno(errno);
         } else {
@@ -383,12 +392,21 @@ Result<std::unique_ptr<MailStore>> MailStore::open(Io& io, Clock& clock, StoreOp
     } else if (!options.read_only && rec.tail != 0 && pins.count(lsn_segment(rec.tail))) {
         // Padding cut short at the end: complete it so appends stay aligned.
         SegmentPin& last = pins.at(lsn_segment(rec.tail));
-        if (last->bytes != lsn_offset(rec.tail)) {
+        if (last->bytes > lsn_offset(rec.tail)) {
+            // Zeros pre-written past the tail (the scan ended there, not torn): keep them,
+            // the next appends overwrite them.
+            last->written = last->bytes;
+            last->bytes = lsn_offset(rec.tail);
+        } else if (last->bytes != lsn_offset(rec.tail)) {
             if (::ftruncate(last->fd, lsn_offset(rec.tail)) != 0 || ::fsync(last->fd) != 0) {
                 return status_from_errno(errno);
             }
             last->bytes = lsn_offset(rec.tail);
         }
+    }
+    for (const Mapped& m : rec.segs) {
+        // A sealed segment's size is where its records end, not its pre-written file size.
+        if (m.end != 0 && m.end < m.pin->bytes && m.id != lsn_segment(rec.tail)) m.pin->bytes = m.end;
     }
     rec.segs.clear();  // Unmap.
     if (rec.tail != 0 && !pins.count(lsn_segment(rec.tail))) rec.tail = 0;
@@ -400,7 +418,9 @@ Result<std::unique_ptr<MailStore>> MailStore::open(Io& io, Clock& clock, StoreOp
         if (box.quarantined) store->report_.quarantined_mailboxes.push_back(id);
     }
 
-    LogOptions log_options{options.dir, options.shard, options.segment_bytes};
+    LogOptions log_options{options.dir, options.shard, options.segment_bytes,
+                           options.read_only ? 1u : options.batches_inflight_max,
+                           options.read_only ? 0u : options.prewrite_bytes};
     store->log_ = std::make_unique<Log>(io, clock, log_options, dir_fd);
     store->log_->adopt(std::move(pins), rec.tail, next_id);
     if (!store->log_->segments().empty()) {
