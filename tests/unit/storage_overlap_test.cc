@@ -249,3 +249,69 @@ TEST(SegmentScanner, ZerosToTheEndAreTheEnd) {
 
 }  // namespace
 }  // namespace rp::storage
+
+namespace rp::storage {
+namespace {
+struct SnapDone final : SnapshotDone {
+    Status status = Status::cancelled;
+    void snapshot_done(Status s) override { status = s; }
+};
+struct CompactWait final : CompactDone {
+    Status status = Status::cancelled;
+    std::uint64_t bytes = 0;
+    bool called = false;
+    void compact_done(Status s, std::uint64_t b) override {
+        status = s;
+        bytes = b;
+        called = true;
+    }
+};
+
+// Proves compaction and segment retirement work on pre-written segments: after expunging 90%
+// the emptied segments are retired and what is left reads back.
+TEST_F(Overlap, CompactionRetiresPrewrittenSegments) {
+    open(16u << 20);
+    ASSERT_EQ(store->account_create("a@x"), Status::ok);
+    std::vector<std::uint32_t> uids;
+    std::vector<std::unique_ptr<Waiter>> ws;
+    for (int i = 0; i < 120; ++i) {
+        ws.push_back(std::make_unique<Waiter>(events, "m"));
+        uids.push_back(stage(std::string(25000, static_cast<char>('A' + i % 50)), *ws.back()));
+        ASSERT_EQ(test::flush_all(*store, io), Status::ok);
+        io.run_pending();
+    }
+    const std::size_t before = store->log().segments().size();
+    std::vector<std::uint32_t> gone;
+    for (std::size_t i = 0; i < uids.size(); ++i) {
+        if (i % 10 != 0) gone.push_back(uids[i]);
+    }
+    ASSERT_TRUE(store->expunge("a@x", "INBOX", gone));
+    ASSERT_EQ(test::flush_all(*store, io), Status::ok);
+    ASSERT_TRUE(store->gc_finish(store->gc_begin(), {}));
+    ASSERT_EQ(test::flush_all(*store, io), Status::ok);
+    io.run_pending();
+    int steps = 0;
+    while (store->compact_needed()) {
+        CompactWait step;
+        ASSERT_EQ(store->compact_step(128 * 1024, step), Status::ok);
+        io.run_pending();
+        ASSERT_TRUE(step.called);
+        ASSERT_EQ(step.status, Status::ok);
+        ASSERT_EQ(test::flush_all(*store, io), Status::ok);
+        io.run_pending();
+        ASSERT_LT(++steps, 100);
+    }
+    for (int i = 0; i < 2; ++i) {
+        SnapDone snap;
+        ASSERT_EQ(store->snapshot(snap), Status::ok);
+        io.run_pending();
+        ASSERT_EQ(snap.status, Status::ok);
+    }
+    store->retire_segments();
+    io.run_pending();
+    std::printf("segments before %zu after %zu, steps %d\n", before, store->log().segments().size(), steps);
+    EXPECT_LE(store->log().segments().size(), 2u);
+    EXPECT_EQ(bodies().size(), 12u);
+}
+}  // namespace
+}  // namespace rp::storage
