@@ -74,6 +74,9 @@ struct StoreOptions {
     double compact_live_ratio_max = 0.8;
     // Idempotent-delivery keys older than this are forgotten at snapshot time.
     std::int64_t delivery_key_retention_s = 14 * 24 * 3600;
+    // Tests only: runs in open() just before each listed segment file is opened (to remove
+    // or replace files the way the daemon's upkeep does beside a read-only open).
+    std::function<void()> open_race_hook;
 };
 
 // One piece of damage found at open.
@@ -344,6 +347,9 @@ private:
     };
 
     MailStore(Io& io, Clock& clock, StoreOptions options);
+    // One open; a read-only one that raced the daemon's upkeep returns Status::again.
+    [[nodiscard]] static Result<std::unique_ptr<MailStore>> open_attempt(Io& io, Clock& clock,
+                                                                       const StoreOptions& options);
     void flush_done(Status status) override;
     Status writable() const;
     // Applies `payload` to the index and adds it to the open transaction (auto-committed

@@ -291,7 +291,43 @@ struct MailStore::Recovery {
     }
 };
 
+namespace {
+
+// What a snapshot file is right now (inode, size, change time), to see whether the daemon's
+// upkeep replaced it while a read-only open was reading.
+std::string snapshot_identity(int dir_fd) {
+    std::string out;
+    for (const char* name : {snapshot_file, snapshot_prev_file}) {
+        struct stat st {};
+        if (::fstatat(dir_fd, name, &st, 0) != 0) {
+            out += "-;";
+            continue;
+        }
+        out += std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
+               std::to_string(st.st_ctim.tv_sec) + "." + std::to_string(st.st_ctim.tv_nsec) + ";";
+    }
+    return out;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<MailStore>> MailStore::open(Io& io, Clock& clock, StoreOptions options) {
+    if (!options.read_only) return open_attempt(io, clock, options);
+    // A read-only open (a tool beside the running daemon) can race the daemon's upkeep: a
+    // snapshot replaced, a segment retired between listing and opening it. Such an attempt
+    // ends with Status::again, and the open starts over, a bounded number of times.
+    Status last = Status::again;
+    for (unsigned attempt = 0; attempt < limits::store_read_only_open_attempts; ++attempt) {
+        if (attempt > 0) ::usleep(5'000u * attempt);  // Tools only: never on a core thread.
+        auto store = open_attempt(io, clock, options);
+        if (store || store.status() != Status::again) return store;
+        last = store.status();
+    }
+    return last;
+}
+
+Result<std::unique_ptr<MailStore>> MailStore::open_attempt(Io& io, Clock& clock,
+                                                           const StoreOptions& options) {
     // segment_bytes is 32 bits, so it is below segment_bytes_max (2^32) by its type.
     static_assert(sizeof(options.segment_bytes) == 4 && limits::segment_bytes_max == 1ull << 32);
     if (options.segment_bytes < limits::segment_bytes_min || options.segment_bytes == 0xffffffffu) {
@@ -304,6 +340,12 @@ Result<std::unique_ptr<MailStore>> MailStore::open(Io& io, Clock& clock, StoreOp
     store->dir_fd_ = ::open(options.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (store->dir_fd_ < 0) return status_from_errno(errno);
     const int dir_fd = store->dir_fd_;
+    const std::string identity = options.read_only ? snapshot_identity(dir_fd) : std::string();
+    // A segment (or snapshot) that vanished under a read-only open was retired by the daemon:
+    // try again from the start.
+    const auto vanished = [&](int error) {
+        return options.read_only && error == ENOENT ? Status::again : status_from_errno(error);
+    };
 
     // The newest intact snapshot; the other one only tells how far segments may go.
     SnapshotMeta meta;
@@ -334,10 +376,12 @@ Result<std::unique_ptr<MailStore>> MailStore::open(Io& io, Clock& clock, StoreOp
         while (dirent* e = ::readdir(d)) {
             std::uint32_t id = 0;
             if (!segment_file_parse(e->d_name, id)) continue;
+            if (options.open_race_hook) options.open_race_hook();
             const int fd = ::openat(dir_fd, e->d_name, (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
             if (fd < 0) {
+                const int error = errno;
                 ::closedir(d);
-                return status_from_errno(errno);
+                return vanished(error);
             }
             pins[id] = std::make_shared<SegmentFile>(id, fd);
         }
@@ -359,7 +403,13 @@ Result<std::unique_ptr<MailStore>> MailStore::open(Io& io, Clock& clock, StoreOp
         }
         rec.segs.push_back(std::move(m));
     }
-    if (Status s = rec.replay(meta.lsn); s != Status::ok) return s;
+    if (Status s = rec.replay(meta.lsn); s != Status::ok) {
+        // Missing segments for the snapshot read: in a read-only open, the snapshot was
+        // probably replaced and the segments before it retired meanwhile.
+        if (options.read_only && identity != snapshot_identity(dir_fd)) return Status::again;
+        return s;
+    }
+    if (options.read_only && identity != snapshot_identity(dir_fd)) return Status::again;
     store->next_txn_id_ = std::max(meta.next_txn_id, rec.max_txn + 1);
     if (rec.segs.empty()) rec.tail = 0;
 

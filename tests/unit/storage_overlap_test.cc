@@ -315,3 +315,58 @@ TEST_F(Overlap, CompactionRetiresPrewrittenSegments) {
 }
 }  // namespace
 }  // namespace rp::storage
+
+namespace rp::storage {
+namespace {
+
+// Proves a read-only open (ringpost beside the daemon) survives the daemon's upkeep retiring a
+// segment between the listing of the folder and the opening of the file, and a snapshot
+// replaced under it: it starts over and opens the current state. Before, it failed with
+// not_found ("no account" in the tool).
+TEST(ReadOnlyOpen, RetriesWhenUpkeepRetiresASegmentUnderIt) {
+    TempDir dir;
+    sim::SimIo io(3);
+    SimClock clock;
+    StoreOptions o = test::options_for(dir.shard(0), 0, 1u << 20);
+    o.prewrite_bytes = 0;
+    {
+        auto opened = MailStore::open(io, clock, o);
+        ASSERT_TRUE(opened);
+        auto& store = **opened;
+        ASSERT_EQ(store.account_create("a@x"), Status::ok);
+        for (int i = 0; i < 6; ++i) {  // Past the first 1 MiB segment.
+            ASSERT_TRUE(test::put_message(store, "a@x", "INBOX", std::string(300 * 1024, 'a' + i)));
+            ASSERT_EQ(test::flush_all(store, io), Status::ok);
+        }
+        ASSERT_GE(store.log().segments().size(), 2u);
+        for (int i = 0; i < 2; ++i) {  // Both snapshots past segment 1.
+            SnapDone snap;
+            ASSERT_EQ(store.snapshot(snap), Status::ok);
+            io.run_pending();
+            ASSERT_EQ(snap.status, Status::ok);
+        }
+        io.settle();
+    }
+    const std::string first = dir.shard(0) + "/" + segment_file_name(1);
+    const std::string snapshot = dir.shard(0) + "/snapshot";
+    int calls = 0;
+    StoreOptions ro = o;
+    ro.read_only = true;
+    ro.open_race_hook = [&] {
+        // The first time: the daemon retires segment 1 and rewrites its snapshot (same
+        // content, new file) just as the tool is about to open the listed files.
+        if (++calls != 1) return;
+        ASSERT_EQ(::unlink(first.c_str()), 0);
+        const std::string tmp = snapshot + ".tmp";
+        std::filesystem::copy_file(snapshot, tmp);
+        ASSERT_EQ(::rename(tmp.c_str(), snapshot.c_str()), 0);
+    };
+    auto opened = MailStore::open(io, clock, ro);
+    ASSERT_TRUE(opened) << status_name(opened.status());
+    EXPECT_GT(calls, 1);  // It started over.
+    EXPECT_TRUE((*opened)->account_exists("a@x"));
+    EXPECT_EQ((*opened)->messages("a@x", "INBOX")->size(), 6u);
+}
+
+}  // namespace
+}  // namespace rp::storage
