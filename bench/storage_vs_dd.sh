@@ -18,4 +18,7 @@ data = json.load(open(sys.argv[1])); dd = float(sys.argv[2])
 for b in data["benchmarks"]:
     if b["name"].startswith("BM_Append/102400"):
         print(f'{b["name"]}: {b["bytes_per_second"]/1e6:.0f} MB/s = {100*b["bytes_per_second"]/dd:.0f}% of dd direct ({dd/1e6:.0f} MB/s)')
+    if b["name"].startswith("BM_AppendRing/102400"):
+        mb = b["MB_per_s_drained"]
+        print(f'{b["name"]}: {mb:.0f} MB/s (drained) = {100*mb*1e6/dd:.0f}% of dd direct ({dd/1e6:.0f} MB/s)')
 PY

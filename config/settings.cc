@@ -47,6 +47,8 @@ std::vector<std::pair<std::string, std::string>> settings_flatten(const Settings
     add("store.upkeep_interval_ms", num(s.store.upkeep_interval_ms));
     add("store.gc_interval_ms", num(s.store.gc_interval_ms));
     add("store.compact_step_bytes", num(s.store.compact_step_bytes));
+    add("store.batches_inflight", num(s.store.batches_inflight));
+    add("store.prewrite_bytes", num(s.store.prewrite_bytes));
     add("smtp.listeners", listeners_text(s.smtp.listeners));
     add("smtp.message_bytes_max", num(s.smtp.message_bytes_max));
     add("smtp.recipients_max", num(s.smtp.recipients_max));

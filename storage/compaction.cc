@@ -130,6 +130,14 @@ Status MailStore::compact_step(std::uint64_t budget_bytes, CompactDone& done) {
         const bool here = std::any_of(body.extents.begin(), body.extents.end(),
                                       [&](const Extent& e) { return e.segment_id == best.id; });
         if (!here) continue;
+        // Only bytes below the durable watermark may be read: a body relocated by the last
+        // step may still be in flight (its extents change when staged). Reading it early used
+        // to come back short (past the end of the file); in a pre-written segment it reads as
+        // zeros and would be taken for damage.
+        const bool written = std::all_of(body.extents.begin(), body.extents.end(), [&](const Extent& e) {
+            return lsn_make(e.segment_id, e.offset + record_bytes(e.bytes)) <= log_->durable();
+        });
+        if (!written) continue;
         CompactJob::Item item{body_id, body.extents, {}};
         for (const Extent& e : body.extents) {
             auto read = std::make_unique<CompactJob::Read>();

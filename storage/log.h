@@ -1,16 +1,24 @@
 // storage/log.h: one shard's append-only log: segments, rotation, group commit, durable
 // watermark.
 //
-// Owns: the segment files (shared with readers through SegmentPin), the staged batch and the
-//   batch in flight.
+// Owns: the segment files (shared with readers through SegmentPin), the staged batch, the
+//   batches in flight and the pre-write of the tail segment.
 // Core: only the owning shard stages and flushes. Any thread may read bytes below durable()
 //   through a SegmentPin it got from the owner.
-// Invariants: records are 8-byte aligned and staged at the tail; at most one batch is in
-//   flight (with, at most, the creation of the next segment's file riding along); durable() only grows and only after every write and fdatasync of a batch
-//   succeeded; zero-copy pieces are released exactly once, after their write completed or
-//   failed.
-// Errors: a failed write or sync poisons the log (failed() != ok): the batch and everything
-//   staged after it fail with that status, and the owner must reopen the store (recovery
+// Invariants: records are 8-byte aligned and staged at the tail; at most
+//   `batches_inflight_max` batches are in flight (the next batch's writes go out while the
+//   previous fdatasync runs); each batch's fdatasync is submitted after its own writes
+//   completed, so it covers them; batches complete in order, and durable() only grows, to a
+//   batch's end, once that batch and every batch before it were written and synced;
+//   zero-copy pieces are released exactly once, after their write completed or failed.
+// Pre-write: with `prewrite_bytes`, the tail segment's file is kept written (zeros, synced)
+//   ahead of the tail, off the commit path, so that a batch's fdatasync overwrites blocks
+//   that already exist and has no file size or extent change to commit. The zeros are never
+//   mistaken for records (a scanner sees zeros up to the end of the file as the end). The
+//   zero write never overlaps a batch: a flush that would reach into a pre-write in flight
+//   waits for it (busy).
+// Errors: a failed write or sync poisons the log (failed() != ok): the batch, every batch
+//   after it (even one whose own sync succeeded) and everything staged fail with that status, and the owner must reopen the store (recovery
 //   then trusts only what is on disk). A record larger than a segment is Status::too_big; a
 //   staging area at its cap is Status::full (flush first).
 #pragma once
@@ -18,6 +26,7 @@
 #include <sys/uio.h>
 
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -42,6 +51,15 @@ struct SegmentFile {
     std::uint32_t id;
     int fd;
     std::uint32_t bytes = 0;  // The tail (owner thread only).
+    // The file is written and synced up to here (pre-written zeros, or records; owner only).
+    std::uint32_t written = 0;
+    // More open file descriptions of this file (the tail segment only; owner thread only):
+    // the fdatasyncs of concurrent batches and of the pre-write each use their own. A
+    // write-back error is reported once per open file description (errseq), so two syncs
+    // running at once through one description could see it in only one of them; through
+    // distinct descriptions each sync sees every error since its own previous sync.
+    std::vector<int> sync_fds;
+    void close_sync_fds();
 };
 using SegmentPin = std::shared_ptr<SegmentFile>;
 
@@ -63,10 +81,16 @@ protected:
     ~FlushDone() = default;
 };
 
+inline constexpr unsigned log_batches_inflight_limit = 8;
+
 struct LogOptions {
     std::string dir;
     std::uint16_t shard = 0;
     std::uint32_t segment_bytes = limits::segment_bytes_default;
+    // Batches written and syncing at once (1: the next batch waits for the previous sync).
+    unsigned batches_inflight_max = 2;
+    // How far ahead of the tail the tail segment is kept pre-written (0: off).
+    std::uint32_t prewrite_bytes = 0;
 };
 
 class Log {
@@ -103,15 +127,23 @@ public:
     void rollback(const Mark& mark);
 
     // Writes everything staged with one writev per segment touched (split only past IOV_MAX)
-    // and one fdatasync each; `done` runs when durable or failed. Status::again when nothing
-    // is staged, busy while a batch is in flight (both: `done` is not called).
+    // and one fdatasync each; `done` runs when durable or failed, in flush order. Status::again
+    // when nothing is staged, busy while batches_inflight_max batches are in flight or the
+    // batch would reach into a pre-write in flight (both: `done` is not called).
     [[nodiscard]] Status flush(FlushDone& done);
 
     Lsn tail() const { return lsn_make(tail_segment_, tail_offset_); }
     Lsn durable() const { return durable_.load(std::memory_order_acquire); }
     Lsn staged_end() const { return tail(); }
     Status failed() const { return failed_; }
-    bool flushing() const { return inflight_ != nullptr; }
+    // Batches (or a pre-write) in flight.
+    bool flushing() const { return !inflight_.empty() || prewrite_ != nullptr; }
+    // A flush now would find no free slot (busy).
+    bool flush_slots_full() const { return inflight_.size() >= options_.batches_inflight_max; }
+    std::size_t batches_inflight() const { return inflight_.size(); }
+    std::uint64_t prewrites() const { return prewrites_; }
+    std::uint64_t prewrite_waits() const { return prewrite_waits_; }
+    std::uint64_t prewrite_failures() const { return prewrite_failures_; }
     std::uint64_t staged_bytes() const { return staged_bytes_; }
     std::uint32_t segment_bytes() const { return options_.segment_bytes; }
     // The largest chunk payload that fits in one record of a fresh segment.
@@ -138,20 +170,28 @@ private:
     struct WriteOp;
     struct SyncOp;
     struct SpareOp;
+    struct PrewriteOp;
     friend struct WriteOp;
     friend struct SyncOp;
     friend struct SpareOp;
+    friend struct PrewriteOp;
 
     Status reserve(std::uint32_t record_bytes);
+    // Extra descriptions a tail segment needs: one per further batch slot, one for pre-write.
+    unsigned sync_fds_wanted() const;
+    void open_sync_fds_blocking(SegmentFile& segment);
+    void close_stale_sync_fds();
     Status rotate();
     void stage_copy(const void* data, std::size_t bytes);
     void stage_external(const void* data, std::size_t bytes);
     void stage_padding(std::uint32_t payload_bytes);
-    void write_finished(Status status);
-    void sync_finished(Status status);
-    void batch_finished(Status status);
-    void spare_finished();
-    void batch_complete();
+    void write_finished(Batch& batch, Status status);
+    void sync_finished(Batch& batch, Status status);
+    void batch_finished(Batch& batch, Status status);
+    void complete_ready();
+    void prewrite_start();
+    void prewrite_finished(Status status);
+    void poison(Status status);
     void release_all(std::vector<BufferRelease*>& releases, Status status);
 
     Io& io_;
@@ -172,7 +212,14 @@ private:
     std::uint64_t staged_bytes_ = 0;
     bool created_segment_ = false;
 
-    std::unique_ptr<Batch> inflight_;
+    std::deque<std::unique_ptr<Batch>> inflight_;  // Oldest first.
+    std::unique_ptr<PrewriteOp> prewrite_;
+    std::uint64_t flush_seq_ = 0;
+    std::vector<SegmentPin> stale_sync_;  // Former tails whose sync_fds close when idle.
+    std::vector<int> spare_sync_fds_;
+    std::uint64_t prewrites_ = 0;
+    std::uint64_t prewrite_waits_ = 0;
+    std::uint64_t prewrite_failures_ = 0;
 
     // The next segment's file, created ahead of time through Io (openat + fallocate with
     // KEEP_SIZE) alongside a flush, so that rotation does not block on the file system.

@@ -94,13 +94,15 @@ Status MailStore::flush(FlushDone* done) {
     if (Status s = failed(); s != Status::ok) return s;
     RP_ASSERT(!txn_explicit_);
     const Status s = log_->flush(*this);
-    if (s == Status::ok) flush_done_ = done;
+    if (s == Status::ok) flush_dones_.push_back(done);
     return s;
 }
 
 void MailStore::flush_done(Status status) {
-    FlushDone* done = flush_done_;
-    flush_done_ = nullptr;
+    // The log completes batches in flush order.
+    RP_ASSERT(!flush_dones_.empty());
+    FlushDone* done = flush_dones_.front();
+    flush_dones_.pop_front();
     const Lsn durable = log_->durable();
     std::deque<std::pair<Lsn, DurableDone*>> ready;
     if (status == Status::ok) {

@@ -9,7 +9,8 @@
 // writev and one fdatasync through Io for everything staged (group commit); when it
 // completes, every transaction it covered is durable and each DurableDone passed to the
 // calls runs (or poll is_durable(lsn) with the Lsn the call returned). Reply 250/OK only then.
-// At most one flush is in flight; appends keep staging meanwhile.
+// Up to StoreOptions::batches_inflight_max flushes are in flight (the next batch is written
+// while the previous one syncs; they complete in order); appends keep staging meanwhile.
 //
 // Transactions. txn_begin() ... txn_commit() makes several operations atomic on disk (for
 // example the body, the spool envelope and the deliveries of one message). Outside them each
@@ -64,10 +65,18 @@ struct StoreOptions {
     std::uint16_t shard = 0;
     std::uint32_t segment_bytes = limits::segment_bytes_default;
     bool read_only = false;  // Tools while the daemon runs: no truncation, no writes.
+    // Group commit: batches written and syncing at once ([store] batches_inflight).
+    unsigned batches_inflight_max = 2;
+    // Keep the tail segment written (zeros, synced) this far ahead of the tail, so that
+    // commits overwrite existing blocks ([store] prewrite_bytes; 0: off).
+    std::uint32_t prewrite_bytes = 16u << 20;
     // Sealed segments whose live body bytes are below this share of their size get compacted.
     double compact_live_ratio_max = 0.8;
     // Idempotent-delivery keys older than this are forgotten at snapshot time.
     std::int64_t delivery_key_retention_s = 14 * 24 * 3600;
+    // Tests only: runs in open() just before each listed segment file is opened (to remove
+    // or replace files the way the daemon's upkeep does beside a read-only open).
+    std::function<void()> open_race_hook;
 };
 
 // One piece of damage found at open.
@@ -179,13 +188,17 @@ public:
     std::uint16_t shard() const { return options_.shard; }
 
     // ---- durability ----
-    // Status::again when nothing is staged, busy while a flush is in flight (call again from
+    // Status::again when nothing is staged, busy while no flush slot is free (call again from
     // `done` or the next tick); both leave `done` uncalled.
     [[nodiscard]] Status flush(FlushDone* done = nullptr);
     Lsn durable_lsn() const { return log_->durable(); }
     bool is_durable(Lsn lsn) const { return lsn <= log_->durable(); }
     Status failed() const { return log_->failed() != Status::ok ? log_->failed() : failed_; }
+    // Batches (or a segment pre-write) in flight.
     bool flushing() const { return log_->flushing(); }
+    // flush() would be refused now for want of a slot (a batch may still be refused busy
+    // when it must run alone, e.g. across a segment rotation).
+    bool flush_slots_full() const { return log_->flush_slots_full(); }
     std::uint64_t staged_bytes() const { return log_->staged_bytes(); }
     // The Lsn that makes the last committed transaction durable.
     Lsn last_commit_lsn() const { return last_commit_lsn_; }
@@ -336,6 +349,9 @@ private:
     };
 
     MailStore(Io& io, Clock& clock, StoreOptions options);
+    // One open; a read-only one that raced the daemon's upkeep returns Status::again.
+    [[nodiscard]] static Result<std::unique_ptr<MailStore>> open_attempt(Io& io, Clock& clock,
+                                                                       const StoreOptions& options);
     void flush_done(Status status) override;
     Status writable() const;
     // Applies `payload` to the index and adds it to the open transaction (auto-committed
@@ -374,7 +390,7 @@ private:
     DurableDone* next_done_ = nullptr;
     Lsn last_commit_lsn_ = 0;
     std::deque<std::pair<Lsn, DurableDone*>> waiters_;
-    FlushDone* flush_done_ = nullptr;
+    std::deque<FlushDone*> flush_dones_;  // One per batch in flight, oldest first.
 
     std::vector<std::unique_ptr<Writer>> writers_;
     std::vector<std::uint32_t> writers_free_;

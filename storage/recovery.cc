@@ -32,10 +32,12 @@ struct Mapped {
     SegmentPin pin;
     const std::byte* data = nullptr;
     std::size_t bytes = 0;
+    std::uint32_t end = 0;  // Where its records end (0: not scanned to the end).
     Mapped() = default;
     Mapped(const Mapped&) = delete;
     Mapped& operator=(const Mapped&) = delete;
-    Mapped(Mapped&& o) noexcept : id(o.id), pin(std::move(o.pin)), data(o.data), bytes(o.bytes) {
+    Mapped(Mapped&& o) noexcept
+        : id(o.id), pin(std::move(o.pin)), data(o.data), bytes(o.bytes), end(o.end) {
         o.data = nullptr;
     }
     ~Mapped() {
@@ -184,7 +186,9 @@ struct MailStore::Recovery {
             ScanItem item = scan.next();
             if (item.kind == ScanItem::Kind::end) {
                 // A last record may end inside its padding: the tail is the padded end.
+                // Zeros after it (a pre-written segment) are not part of the log.
                 tail = lsn_make(seg, align8(scan.position()));
+                segs[i].end = lsn_offset(tail);
                 if (sealed || i + 1 == segs.size()) return true;
                 // A full segment without its seal lost its tail: later segments hold nothing
                 // durable unless a later record proves it.
@@ -287,7 +291,43 @@ struct MailStore::Recovery {
     }
 };
 
+namespace {
+
+// What a snapshot file is right now (inode, size, change time), to see whether the daemon's
+// upkeep replaced it while a read-only open was reading.
+std::string snapshot_identity(int dir_fd) {
+    std::string out;
+    for (const char* name : {snapshot_file, snapshot_prev_file}) {
+        struct stat st {};
+        if (::fstatat(dir_fd, name, &st, 0) != 0) {
+            out += "-;";
+            continue;
+        }
+        out += std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
+               std::to_string(st.st_ctim.tv_sec) + "." + std::to_string(st.st_ctim.tv_nsec) + ";";
+    }
+    return out;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<MailStore>> MailStore::open(Io& io, Clock& clock, StoreOptions options) {
+    if (!options.read_only) return open_attempt(io, clock, options);
+    // A read-only open (a tool beside the running daemon) can race the daemon's upkeep: a
+    // snapshot replaced, a segment retired between listing and opening it. Such an attempt
+    // ends with Status::again, and the open starts over, a bounded number of times.
+    Status last = Status::again;
+    for (unsigned attempt = 0; attempt < limits::store_read_only_open_attempts; ++attempt) {
+        if (attempt > 0) ::usleep(5'000u * attempt);  // Tools only: never on a core thread.
+        auto store = open_attempt(io, clock, options);
+        if (store || store.status() != Status::again) return store;
+        last = store.status();
+    }
+    return last;
+}
+
+Result<std::unique_ptr<MailStore>> MailStore::open_attempt(Io& io, Clock& clock,
+                                                           const StoreOptions& options) {
     // segment_bytes is 32 bits, so it is below segment_bytes_max (2^32) by its type.
     static_assert(sizeof(options.segment_bytes) == 4 && limits::segment_bytes_max == 1ull << 32);
     if (options.segment_bytes < limits::segment_bytes_min || options.segment_bytes == 0xffffffffu) {
@@ -300,6 +340,12 @@ Result<std::unique_ptr<MailStore>> MailStore::open(Io& io, Clock& clock, StoreOp
     store->dir_fd_ = ::open(options.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (store->dir_fd_ < 0) return status_from_errno(errno);
     const int dir_fd = store->dir_fd_;
+    const std::string identity = options.read_only ? snapshot_identity(dir_fd) : std::string();
+    // A segment (or snapshot) that vanished under a read-only open was retired by the daemon:
+    // try again from the start.
+    const auto vanished = [&](int error) {
+        return options.read_only && error == ENOENT ? Status::again : status_from_errno(error);
+    };
 
     // The newest intact snapshot; the other one only tells how far segments may go.
     SnapshotMeta meta;
@@ -330,10 +376,12 @@ Result<std::unique_ptr<MailStore>> MailStore::open(Io& io, Clock& clock, StoreOp
         while (dirent* e = ::readdir(d)) {
             std::uint32_t id = 0;
             if (!segment_file_parse(e->d_name, id)) continue;
+            if (options.open_race_hook) options.open_race_hook();
             const int fd = ::openat(dir_fd, e->d_name, (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
             if (fd < 0) {
+                const int error = errno;
                 ::closedir(d);
-                return status_from_errno(errno);
+                return vanished(error);
             }
             pins[id] = std::make_shared<SegmentFile>(id, fd);
         }
@@ -355,7 +403,13 @@ Result<std::unique_ptr<MailStore>> MailStore::open(Io& io, Clock& clock, StoreOp
         }
         rec.segs.push_back(std::move(m));
     }
-    if (Status s = rec.replay(meta.lsn); s != Status::ok) return s;
+    if (Status s = rec.replay(meta.lsn); s != Status::ok) {
+        // Missing segments for the snapshot read: in a read-only open, the snapshot was
+        // probably replaced and the segments before it retired meanwhile.
+        if (options.read_only && identity != snapshot_identity(dir_fd)) return Status::again;
+        return s;
+    }
+    if (options.read_only && identity != snapshot_identity(dir_fd)) return Status::again;
     store->next_txn_id_ = std::max(meta.next_txn_id, rec.max_txn + 1);
     if (rec.segs.empty()) rec.tail = 0;
 
@@ -374,6 +428,11 @@ Result<std::unique_ptr<MailStore>> MailStore::open(Io& io, Clock& clock, StoreOp
             ::unlinkat(dir_fd, segment_file_name(last->id).c_str(), 0);
             pins.erase(last->id);
             rec.tail = 0;
+        } else if (rec.segs[rec.torn_index].end == lsn_offset(rec.tail) && last->bytes > lsn_offset(rec.tail)) {
+            // This segment's records ended cleanly before pre-written zeros (what was torn
+            // came after it, e.g. an unused spare): keep the zeros for the next appends.
+            last->written = last->bytes;
+            last->bytes = lsn_offset(rec.tail);
         } else if (::ftruncate(last->fd, lsn_offset(rec.tail)) != 0 || ::fsync(last->fd) != 0) {
             return status_from_errno(errno);
         } else {
@@ -383,12 +442,21 @@ Result<std::unique_ptr<MailStore>> MailStore::open(Io& io, Clock& clock, StoreOp
     } else if (!options.read_only && rec.tail != 0 && pins.count(lsn_segment(rec.tail))) {
         // Padding cut short at the end: complete it so appends stay aligned.
         SegmentPin& last = pins.at(lsn_segment(rec.tail));
-        if (last->bytes != lsn_offset(rec.tail)) {
+        if (last->bytes > lsn_offset(rec.tail)) {
+            // Zeros pre-written past the tail (the scan ended there, not torn): keep them,
+            // the next appends overwrite them.
+            last->written = last->bytes;
+            last->bytes = lsn_offset(rec.tail);
+        } else if (last->bytes != lsn_offset(rec.tail)) {
             if (::ftruncate(last->fd, lsn_offset(rec.tail)) != 0 || ::fsync(last->fd) != 0) {
                 return status_from_errno(errno);
             }
             last->bytes = lsn_offset(rec.tail);
         }
+    }
+    for (const Mapped& m : rec.segs) {
+        // A sealed segment's size is where its records end, not its pre-written file size.
+        if (m.end != 0 && m.end < m.pin->bytes && m.id != lsn_segment(rec.tail)) m.pin->bytes = m.end;
     }
     rec.segs.clear();  // Unmap.
     if (rec.tail != 0 && !pins.count(lsn_segment(rec.tail))) rec.tail = 0;
@@ -400,7 +468,9 @@ Result<std::unique_ptr<MailStore>> MailStore::open(Io& io, Clock& clock, StoreOp
         if (box.quarantined) store->report_.quarantined_mailboxes.push_back(id);
     }
 
-    LogOptions log_options{options.dir, options.shard, options.segment_bytes};
+    LogOptions log_options{options.dir, options.shard, options.segment_bytes,
+                           options.read_only ? 1u : options.batches_inflight_max,
+                           options.read_only ? 0u : options.prewrite_bytes};
     store->log_ = std::make_unique<Log>(io, clock, log_options, dir_fd);
     store->log_->adopt(std::move(pins), rec.tail, next_id);
     if (!store->log_->segments().empty()) {

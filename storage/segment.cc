@@ -1,6 +1,7 @@
 #include "storage/segment.h"
 
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 
 #include "core/checksum.h"
@@ -53,6 +54,20 @@ SegmentScanner::SegmentScanner(std::span<const std::byte> bytes, std::uint32_t s
     if (pos_ > bytes_.size()) pos_ = static_cast<std::uint32_t>(bytes_.size());
 }
 
+bool SegmentScanner::zeros_to_end(std::uint32_t offset) const {
+    // Cheap first: a record starts with its magic, so any zero-tail begins with 8 zero bytes.
+    std::uint64_t word = 0;
+    const std::size_t first = std::min<std::size_t>(sizeof word, bytes_.size() - offset);
+    std::memcpy(&word, bytes_.data() + offset, first);
+    if (word != 0) return false;
+    static const std::byte zero_page[4096] = {};
+    for (std::size_t at = offset; at < bytes_.size(); at += sizeof zero_page) {
+        const std::size_t n = std::min(sizeof zero_page, bytes_.size() - at);
+        if (std::memcmp(bytes_.data() + at, zero_page, n) != 0) return false;
+    }
+    return true;
+}
+
 ScanItem SegmentScanner::at(std::uint32_t offset) const {
     ScanItem item;
     item.offset = offset;
@@ -65,6 +80,11 @@ ScanItem SegmentScanner::at(std::uint32_t offset) const {
     item.next = offset;
     if (offset % limits::record_alignment != 0) {
         item.error = Status::corrupt;
+        return item;
+    }
+    if (zeros_to_end(offset)) {
+        // Pre-written zeros (or a file extended with zeros): the records end here.
+        item.kind = ScanItem::Kind::end;
         return item;
     }
     auto header = record_header_decode(bytes_.subspan(offset));

@@ -6,7 +6,9 @@
 //
 // SegmentScanner walks records in a byte span (a mapped file, or fuzz input). It never reads
 // outside the span and never asserts on its content: damage comes back as a `bad` item that
-// says where and why, and resync() finds the next intact record after it.
+// says where and why, and resync() finds the next intact record after it. Zero bytes from a
+// record boundary to the end of the span are the end (segments are pre-written with zeros
+// ahead of the tail: storage/log.h).
 #pragma once
 
 #include <cstdint>
@@ -69,6 +71,7 @@ public:
 
 private:
     ScanItem at(std::uint32_t offset) const;
+    bool zeros_to_end(std::uint32_t offset) const;
     std::span<const std::byte> bytes_;
     std::uint32_t pos_;
 };

@@ -300,6 +300,8 @@ Status shard_setup(rp::Shard& shard, Shared& shared) {
     std::string error;
     rp::storage::StoreOptions store_options;
     store_options.segment_bytes = settings->store.segment_bytes;
+    store_options.batches_inflight_max = settings->store.batches_inflight;
+    store_options.prewrite_bytes = settings->store.prewrite_bytes;
     auto mail = rp::mail::ShardMail::open(shard, *shared.cluster, shared.directory,
                                           settings->server.data_dir, &error, store_options);
     if (!mail) {

@@ -469,7 +469,7 @@ void ShardMail::on_tick() {
     if (store_->failed() != Status::ok) return;
     const std::uint64_t now = shard_.reactor().now_ns();
     const CommitDecision decision =
-        commit_decide(policy_, now, store_->flushing(), store_->staged_bytes(), staged_commits_,
+        commit_decide(policy_, now, store_->flush_slots_full(), store_->staged_bytes(), staged_commits_,
                       oldest_staged_ns_);
     if (decision.action == CommitAction::flush) {
         flush_start();
@@ -500,10 +500,11 @@ void ShardMail::commit_staged() {
 }
 
 void ShardMail::flush_start() {
-    const bool overlap = store_->flushing();
-    const Status s = store_->flush(overlap ? nullptr : this);
+    const Status s = store_->flush(this);
     if (s == Status::busy) {
-        ++stats_.early_flush_refused;  // One batch in flight at most: it goes when that is done.
+        // Every slot in flight (or a batch that must run alone, or a pre-write in its way):
+        // it goes when one is done.
+        ++stats_.early_flush_refused;
         return;
     }
     if (s != Status::ok) {
@@ -515,14 +516,15 @@ void ShardMail::flush_start() {
     ++stats_.flushes;
     stats_.flushed_commits += staged_commits_;
     stats_.flush_commits_max = std::max<std::uint64_t>(stats_.flush_commits_max, staged_commits_);
-    inflight_commits_ = staged_commits_;
     staged_commits_ = 0;
-    flush_start_ns_ = shard_.reactor().now_ns();
+    flush_starts_ns_.push_back(shard_.reactor().now_ns());
     if (Timer::armed()) shard_.reactor().timer_cancel(*this);
 }
 
 void ShardMail::flush_done(Status /*status*/) {
-    const std::uint64_t ns = shard_.reactor().now_ns() - flush_start_ns_;
+    RP_ASSERT(!flush_starts_ns_.empty());  // The store completes flushes in order.
+    const std::uint64_t ns = shard_.reactor().now_ns() - flush_starts_ns_.front();
+    flush_starts_ns_.pop_front();
     stats_.flush_ns_total += ns;
     stats_.flush_ns_max = std::max(stats_.flush_ns_max, ns);
     unsigned bucket = 0;
@@ -531,7 +533,6 @@ void ShardMail::flush_done(Status /*status*/) {
         ++bucket;
     }
     ++stats_.flush_ns_histogram[bucket];
-    inflight_commits_ = 0;
 }
 
 void ShardMail::on_timer() { on_tick(); }

@@ -81,12 +81,11 @@ struct AcceptArgs {
     std::vector<AcceptRecipient> recipients;
 };
 
-// Group commit ([engine] commit_window_us, commit_batch_max). A batch is flushed at once
-// when no flush is in flight; while one is, the next batch stages, and it is flushed early
-// (overlapping the one in flight) when it reaches batch_max commits or its oldest commit has
-// waited window_ns. The log decides whether it can take a second batch in flight: today it
-// takes one (storage/log.h), so an early flush is refused as busy and the batch goes out the
-// moment the one in flight is durable.
+// Group commit ([engine] commit_window_us, commit_batch_max; [store] batches_inflight). A
+// batch is flushed at once while the log has a free slot (up to batches_inflight batches
+// write and sync side by side, storage/log.h); with every slot busy the next batch stages,
+// and an early flush (batch_max commits, or its oldest commit waited window_ns) is refused
+// as busy, so the batch goes out the moment a slot frees.
 struct CommitPolicy {
     std::uint64_t window_ns = 1'000'000;
     unsigned batch_max = 256;
@@ -208,8 +207,7 @@ private:
     CommitPolicy policy_;
     unsigned staged_commits_ = 0;       // Since the last flush began.
     std::uint64_t oldest_staged_ns_ = 0;
-    unsigned inflight_commits_ = 0;
-    std::uint64_t flush_start_ns_ = 0;
+    std::deque<std::uint64_t> flush_starts_ns_;  // One per flush in flight, oldest first.
 };
 
 }  // namespace rp::mail

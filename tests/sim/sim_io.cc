@@ -1,6 +1,7 @@
 #include "tests/sim/sim_io.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -14,7 +15,14 @@ bool SimIo::chance(double p) {
     return std::uniform_real_distribution<double>(0, 1)(rng_) < p;
 }
 
-void SimIo::apply(int fd, const Cached& w, std::size_t bytes) {
+SimIo::FileKey SimIo::file_of(int fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return {~0ull, static_cast<std::uint64_t>(fd)};
+    return {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
+}
+
+void SimIo::apply(const Cached& w, std::size_t bytes) {
+    const int fd = w.fd;
     std::size_t done = 0;
     while (done < bytes) {
         const ssize_t n = ::pwrite(fd, w.bytes.data() + done, bytes - done,
@@ -27,7 +35,7 @@ void SimIo::apply(int fd, const Cached& w, std::size_t bytes) {
 void SimIo::writev(int fd, const iovec* iov, unsigned iov_count, std::uint64_t offset,
                    IoCompletion& done) {
     // The kernel may read the caller's buffers at any time until the completion: copy now.
-    Cached w{offset, {}};
+    Cached w{fd, offset, {}};
     for (unsigned i = 0; i < iov_count; ++i) {
         const auto* p = static_cast<const std::byte*>(iov[i].iov_base);
         w.bytes.insert(w.bytes.end(), p, p + iov[i].iov_len);
@@ -35,7 +43,8 @@ void SimIo::writev(int fd, const iovec* iov, unsigned iov_count, std::uint64_t o
     ++writes;
     Status status = Status::ok;
     std::size_t keep = w.bytes.size();
-    if (chance(faults.eio_write)) {
+    const bool fail_now = faults.eio_write_at != 0 && --faults.eio_write_at == 0;
+    if (fail_now || chance(faults.eio_write)) {
         status = Status::io;
     } else if (chance(faults.enospc_write)) {
         status = Status::no_space;
@@ -50,7 +59,7 @@ void SimIo::writev(int fd, const iovec* iov, unsigned iov_count, std::uint64_t o
     }
     w.bytes.resize(keep);
     const auto n = static_cast<std::uint32_t>(keep);
-    if (keep > 0) cache_[fd].push_back(std::move(w));
+    if (keep > 0) cache_[file_of(fd)].push_back(std::move(w));
     pending_.push_back([&done, status, n] { done.io_done(status, status == Status::ok ? n : 0); });
 }
 
@@ -58,7 +67,7 @@ void SimIo::read(int fd, void* buf, std::uint32_t bytes, std::uint64_t offset, I
     ssize_t n = ::pread(fd, buf, bytes, static_cast<off_t>(offset));
     std::uint32_t got = n > 0 ? static_cast<std::uint32_t>(n) : 0;
     // Overlay cached writes, in order.
-    for (const Cached& w : cache_[fd]) {
+    for (const Cached& w : cache_[file_of(fd)]) {
         const std::uint64_t from = std::max(offset, w.offset);
         const std::uint64_t to = std::min(offset + bytes, w.offset + w.bytes.size());
         if (from >= to) continue;
@@ -72,18 +81,25 @@ void SimIo::read(int fd, void* buf, std::uint32_t bytes, std::uint64_t offset, I
 void SimIo::fdatasync(int fd, IoCompletion& done) {
     ++syncs;
     Status status = Status::ok;
-    auto& list = cache_[fd];
-    if (chance(faults.eio_sync)) {
+    const FileKey file = file_of(fd);
+    auto& list = cache_[file];
+    std::uint64_t& seen = fd_errors_seen_[{fd, file}];
+    std::uint64_t& errors = file_errors_[file];
+    const bool fail_now = faults.eio_sync_at != 0 && --faults.eio_sync_at == 0;
+    if (fail_now || chance(faults.eio_sync)) {
         ++faults_injected;
         status = Status::io;
         // Some pages made it, the rest are dropped and marked clean.
         for (const Cached& w : list) {
-            if (rng_() % 2) apply(fd, w, (rng_() % (w.bytes.size() + 1)) & ~std::size_t{511});
+            if (rng_() % 2) apply(w, (rng_() % (w.bytes.size() + 1)) & ~std::size_t{511});
         }
+        ++errors;
     } else {
-        for (const Cached& w : list) apply(fd, w, w.bytes.size());
+        for (const Cached& w : list) apply(w, w.bytes.size());
         ::fdatasync(fd);
+        if (seen < errors) status = Status::io;  // An earlier failure, through another fd.
     }
+    seen = errors;
     list.clear();
     pending_.push_back([&done, status] { done.io_done(status, 0); });
 }
@@ -144,25 +160,40 @@ std::size_t SimIo::run_pending() {
     return count;
 }
 
+std::size_t SimIo::run_pending_reversed() {
+    std::size_t count = 0;
+    while (!pending_.empty()) {
+        auto f = std::move(pending_.back());
+        pending_.pop_back();
+        f();
+        ++count;
+    }
+    return count;
+}
+
 void SimIo::crash() {
-    for (auto& [fd, list] : cache_) {
+    for (auto& [file, list] : cache_) {
         for (const Cached& w : list) {
             switch (rng_() % 3) {
-                case 0: apply(fd, w, w.bytes.size()); break;
-                case 1: apply(fd, w, (rng_() % (w.bytes.size() + 1)) & ~std::size_t{511}); break;
+                case 0: apply(w, w.bytes.size()); break;
+                case 1: apply(w, (rng_() % (w.bytes.size() + 1)) & ~std::size_t{511}); break;
                 default: break;
             }
         }
     }
     cache_.clear();
     pending_.clear();
+    file_errors_.clear();
+    fd_errors_seen_.clear();
 }
 
 void SimIo::settle() {
-    for (auto& [fd, list] : cache_) {
-        for (const Cached& w : list) apply(fd, w, w.bytes.size());
+    for (auto& [file, list] : cache_) {
+        for (const Cached& w : list) apply(w, w.bytes.size());
     }
     cache_.clear();
+    file_errors_.clear();
+    fd_errors_seen_.clear();
 }
 
 }  // namespace rp::sim

@@ -200,7 +200,8 @@ void run_seed(std::uint64_t seed, Stats& stats) {
             (void)store->flags_set("sim@x", "INBOX", uids, FlagMode::add, flag_seen, {"$k"});
         } else if (action < 97) {
             (void)store->flush();
-            io.run_pending();
+            // Sometimes leave the batch in flight, so that the next flush overlaps it.
+            if (rng() % 3 != 0) io.run_pending();
         } else {
             io.run_pending();
             if (!store->flushing() && store->staged_bytes() == 0 && store->failed() == Status::ok) {
