@@ -146,7 +146,7 @@ struct StoreSettings {
     std::uint64_t gc_interval_ms = 60'000;             // Body GC rounds across shards.
     std::uint64_t compact_step_bytes = 1ull << 20;     // Bytes relocated per compaction step.
     unsigned batches_inflight = 2;                     // Group-commit batches writing/syncing at once.
-    std::uint32_t prewrite_bytes = 16u << 20;          // Tail segment written ahead (0: off).
+    std::uint32_t prewrite_bytes = 0;                  // Tail segment written ahead (0: off).
 };
 
 struct Settings {
