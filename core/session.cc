@@ -227,6 +227,9 @@ private:
     // range moves file -> pipe -> socket, one splice in flight at a time (in send_in_flight_).
     struct FileSend {
         FileSendDone* done = nullptr;
+        // Our own duplicate of the caller's descriptor: a splice still in flight when the
+        // session closes (and the caller drops its pin on the file) reads through it, never
+        // through a number the shard may have reused meanwhile. Closed when no splice uses it.
         int fd = -1;
         std::uint64_t offset = 0;
         std::uint64_t left = 0;       // Not yet in the pipe.
@@ -247,6 +250,7 @@ private:
     void file_step();
     void on_splice(const io_uring_cqe& cqe, bool in);
     void file_finish(Status status);
+    void file_fd_close();
     void output_progress(bool was_blocked);
     void open_protocol();
     void raw_write(std::span<const std::byte> bytes);
@@ -884,8 +888,15 @@ bool Connection::send_file(int fd, std::uint64_t offset, std::uint64_t bytes,
         ++driver_->stats_.file_send_refused;
         return false;
     }
+    // One short system call per range (ranges are large: splice_bytes_min).
+    const int own = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0) {
+        driver_->pipe_give(file_.pipe, true);
+        ++driver_->stats_.file_send_refused;
+        return false;
+    }
     file_.done = &done;
-    file_.fd = fd;
+    file_.fd = own;
     file_.offset = offset;
     file_.left = bytes;
     file_.in_pipe = 0;
@@ -924,6 +935,7 @@ void Connection::on_splice(const io_uring_cqe& cqe, bool in) {
     if (state_ != State::open) {
         // Dying: file_sent already ran in close_now; the pipe may hold bytes: close it.
         driver_->pipe_give(file_.pipe, false);
+        file_fd_close();
         if (out_head_ != no_chunk) driver_->chunk_give(out_head_);
         out_head_ = out_tail_ = no_chunk;
         return;
@@ -956,11 +968,19 @@ void Connection::file_finish(Status status) {
     FileSendDone* done = file_.done;
     file_.done = nullptr;
     // A splice in flight still uses the pipe: on_splice closes it when it completes.
-    if (!file_.splice_in_flight) driver_->pipe_give(file_.pipe, file_.in_pipe == 0);
+    if (!file_.splice_in_flight) {
+        driver_->pipe_give(file_.pipe, file_.in_pipe == 0);
+        file_fd_close();
+    }
     file_.left = 0;
     file_.in_pipe = 0;
     CallbackScope scope(in_callback_);
     done->file_sent(status);
+}
+
+void Connection::file_fd_close() {
+    if (file_.fd >= 0) (void)::close(file_.fd);
+    file_.fd = -1;
 }
 
 void Connection::on_deferred() {

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -293,13 +294,18 @@ TEST(Session, StopClosesSessions) {
 // "tail" (written after send_file, so it must follow the range), then "sent" from file_sent.
 class FileSender final : public ProtocolSession, public FileSendDone {
 public:
-    FileSender(int fd, std::uint64_t offset, std::uint64_t bytes, std::atomic<int>& verdict)
-        : fd_(fd), offset_(offset), bytes_(bytes), verdict_(verdict) {}
+    FileSender(int fd, std::uint64_t offset, std::uint64_t bytes, std::atomic<int>& verdict,
+               bool own_copy)
+        : fd_(fd), offset_(offset), bytes_(bytes), verdict_(verdict), own_copy_(own_copy) {}
     void on_open(const SessionInfo&, SessionOutput& out) override {
         out_ = &out;
         out.write(std::string_view("head\r\n"));
-        const bool first = out.send_file(fd_, offset_, bytes_, *this);
-        const bool second = out.send_file(fd_, 0, 1, *this);  // One range at a time.
+        // own_copy: the sender hands in a descriptor of its own and closes it at once, as
+        // a protocol dropping its pin on a store segment would: the range must not need it.
+        const int fd = own_copy_ ? ::dup(fd_) : fd_;
+        const bool first = out.send_file(fd, offset_, bytes_, *this);
+        const bool second = out.send_file(fd, 0, 1, *this);  // One range at a time.
+        if (own_copy_) ::close(fd);
         verdict_ = first && !second ? 1 : 2;
         out.write(std::string_view("tail\r\n"));
     }
@@ -321,17 +327,19 @@ private:
     int fd_;
     std::uint64_t offset_, bytes_;
     std::atomic<int>& verdict_;
+    bool own_copy_;
     SessionOutput* out_ = nullptr;
 };
 
 class FileSenderFactory final : public ProtocolFactory {
 public:
-    FileSenderFactory(int fd, std::uint64_t offset, std::uint64_t bytes, std::atomic<int>& verdict)
-        : fd_(fd), offset_(offset), bytes_(bytes), verdict_(verdict) {}
+    FileSenderFactory(int fd, std::uint64_t offset, std::uint64_t bytes, std::atomic<int>& verdict,
+                      bool own_copy = false)
+        : fd_(fd), offset_(offset), bytes_(bytes), verdict_(verdict), own_copy_(own_copy) {}
     std::size_t session_bytes() const override { return sizeof(FileSender); }
     std::size_t session_align() const override { return alignof(FileSender); }
     ProtocolSession* create(void* storage) override {
-        return new (storage) FileSender(fd_, offset_, bytes_, verdict_);
+        return new (storage) FileSender(fd_, offset_, bytes_, verdict_, own_copy_);
     }
     std::string_view busy_reply() const override { return "busy\r\n"; }
     std::string_view per_ip_reply() const override { return "limit\r\n"; }
@@ -341,6 +349,7 @@ private:
     int fd_;
     std::uint64_t offset_, bytes_;
     std::atomic<int>& verdict_;
+    bool own_copy_;
 };
 
 class FileLocal final : public ShardLocal {
@@ -348,63 +357,144 @@ public:
     std::unique_ptr<FileSenderFactory> factory;
 };
 
+// Open descriptors of this process that refer to `fd`'s file (same device and inode).
+int descriptors_of(int fd) {
+    struct stat want {};
+    if (fstat(fd, &want) != 0) return -1;
+    int count = 0;
+    for (int i = 0; i < 4096; ++i) {
+        struct stat st {};
+        if (fstat(i, &st) == 0 && st.st_dev == want.st_dev && st.st_ino == want.st_ino) ++count;
+    }
+    return count;
+}
+
+struct SendFileRun {
+    std::string received;
+    int verdict = 0;
+    std::uint64_t spliced = 0;
+};
+
+// One engine with a FileSender listener; `client_reads` false: the client reads the head,
+// then closes while the range is still going out.
+SendFileRun send_file_run(int fd, std::uint64_t offset, std::uint64_t bytes,
+                          const std::string& expected, bool own_copy, bool client_reads) {
+    SendFileRun run;
+    std::atomic<int> verdict{0};
+    std::atomic<std::uint64_t> spliced{0};
+    const int port = free_port();
+    EngineOptions options;
+    options.cores = 1;
+    options.pin_cores = false;
+    options.ring_entries = 256;
+    options.recv_buffer_count = 64;
+    options.recv_buffer_bytes = 4096;
+    options.sessions_per_shard = 4;
+    options.shutdown_grace_ms = 2000;
+    ListenerSpec spec;
+    spec.kind = "file";
+    EXPECT_EQ(listener_address_parse("127.0.0.1:" + std::to_string(port), spec), Status::ok);
+    options.listeners.push_back(spec);
+    std::string error;
+    auto engine = Engine::create(
+        options,
+        [&](Shard& shard) {
+            auto local = std::make_unique<FileLocal>();
+            local->factory =
+                std::make_unique<FileSenderFactory>(fd, offset, bytes, verdict, own_copy);
+            Status status = shard.sessions().register_protocol("file", *local->factory);
+            shard.own(std::move(local));
+            shard.on_stop([&spliced](Shard& s) { spliced = s.sessions().stats().file_bytes; });
+            return status;
+        },
+        &error);
+    EXPECT_TRUE(engine.ok()) << error;
+    if (!engine.ok()) return run;
+    {
+        Client client(port);
+        if (client_reads) {
+            for (int i = 0; i < 100 && !client.eof() && run.received.size() < expected.size();
+                 ++i) {
+                run.received += client.read_until("sent\r\n");
+            }
+        } else {
+            run.received = client.read_until("head\r\n");
+        }
+    }  // The client closes here (mid-range when it stopped reading).
+    if (!client_reads) {
+        for (int i = 0; i < 500 && verdict.load() != 3; ++i) usleep(10'000);
+    }
+    (*engine)->request_stop();
+    (*engine)->wait();
+    run.verdict = verdict.load();
+    run.spliced = spliced.load();
+    return run;
+}
+
+std::string random_file(int& fd, std::size_t size) {
+    char path[] = "/tmp/rp-sendfile-XXXXXX";
+    fd = mkstemp(path);
+    if (fd < 0) return {};
+    unlink(path);
+    std::string content(size, '\0');
+    std::mt19937 rng(7);
+    for (char& c : content) c = static_cast<char>(rng());
+    if (write(fd, content.data(), content.size()) != static_cast<ssize_t>(content.size())) return {};
+    return content;
+}
+
 // Proves send_file over a real TCP connection: a 1 MiB range (many pipe loads, above the
 // output high-water mark) arrives byte-exact, in order between the writes around it, a
 // second concurrent range is refused, and the driver counts the spliced bytes.
 TEST(Session, SendFileZeroCopy) {
     test::require_io_uring();
-    char path[] = "/tmp/rp-sendfile-XXXXXX";
-    const int fd = mkstemp(path);
+    int fd = -1;
+    const std::string content = random_file(fd, 1'048'576 + 333);
     ASSERT_GE(fd, 0);
-    unlink(path);
-    std::string content(1'048'576 + 333, '\0');
-    std::mt19937 rng(7);
-    for (char& c : content) c = static_cast<char>(rng());
-    ASSERT_EQ(write(fd, content.data(), content.size()), static_cast<ssize_t>(content.size()));
+    ASSERT_FALSE(content.empty());
     constexpr std::uint64_t offset = 333;
-    std::atomic<int> verdict{0};
-    std::atomic<std::uint64_t> spliced{0};
-    const int port = free_port();
-    {
-        EngineOptions options;
-        options.cores = 1;
-        options.pin_cores = false;
-        options.ring_entries = 256;
-        options.recv_buffer_count = 64;
-        options.recv_buffer_bytes = 4096;
-        options.sessions_per_shard = 4;
-        options.shutdown_grace_ms = 2000;
-        ListenerSpec spec;
-        spec.kind = "file";
-        ASSERT_EQ(listener_address_parse("127.0.0.1:" + std::to_string(port), spec), Status::ok);
-        options.listeners.push_back(spec);
-        std::string error;
-        auto engine = Engine::create(
-            options,
-            [&](Shard& shard) {
-                auto local = std::make_unique<FileLocal>();
-                local->factory = std::make_unique<FileSenderFactory>(
-                    fd, offset, content.size() - offset, verdict);
-                Status status = shard.sessions().register_protocol("file", *local->factory);
-                shard.own(std::move(local));
-                shard.on_stop([&spliced](Shard& s) { spliced = s.sessions().stats().file_bytes; });
-                return status;
-            },
-            &error);
-        ASSERT_TRUE(engine.ok()) << error;
-        Client client(port);
-        const std::string expected = "head\r\n" + content.substr(offset) + "tail\r\nsent\r\n";
-        std::string received;
-        for (int i = 0; i < 100 && !client.eof() && received.size() < expected.size(); ++i) {
-            received += client.read_until("sent\r\n");
-        }
-        EXPECT_EQ(received.size(), expected.size());
-        EXPECT_TRUE(received == expected);
-        EXPECT_EQ(verdict.load(), 1);
-        (*engine)->request_stop();
-        (*engine)->wait();
-    }
-    EXPECT_EQ(spliced.load(), content.size() - offset);
+    const std::string expected = "head\r\n" + content.substr(offset) + "tail\r\nsent\r\n";
+    const SendFileRun run =
+        send_file_run(fd, offset, content.size() - offset, expected, false, true);
+    EXPECT_EQ(run.received.size(), expected.size());
+    EXPECT_TRUE(run.received == expected);
+    EXPECT_EQ(run.verdict, 1);
+    EXPECT_EQ(run.spliced, content.size() - offset);
+    close(fd);
+}
+
+// Proves the range does not depend on the caller's descriptor staying open (a protocol may
+// drop its pin on the file while the kernel still splices from it): the caller closes its
+// descriptor right after send_file, the bytes still arrive exact, and the engine's own
+// duplicate is closed when the range ends.
+TEST(Session, SendFileOutlivesCallersDescriptor) {
+    test::require_io_uring();
+    int fd = -1;
+    const std::string content = random_file(fd, 2'097'152);
+    ASSERT_GE(fd, 0);
+    ASSERT_FALSE(content.empty());
+    const std::string expected = "head\r\n" + content + "tail\r\nsent\r\n";
+    const SendFileRun run = send_file_run(fd, 0, content.size(), expected, true, true);
+    EXPECT_EQ(run.received.size(), expected.size());
+    EXPECT_TRUE(run.received == expected);
+    EXPECT_EQ(run.verdict, 1);
+    EXPECT_EQ(descriptors_of(fd), 1);  // Only the test's own.
+    close(fd);
+}
+
+// Proves a client that goes away mid-range cancels it (file_sent with an error) and leaves
+// no descriptor of the file behind, also when a splice was in flight at the close.
+TEST(Session, SendFileCancelledByClose) {
+    test::require_io_uring();
+    int fd = -1;
+    const std::string content = random_file(fd, 16u << 20);
+    ASSERT_GE(fd, 0);
+    ASSERT_FALSE(content.empty());
+    const SendFileRun run = send_file_run(fd, 0, content.size(), "head\r\n", true, false);
+    EXPECT_EQ(run.received, "head\r\n");
+    EXPECT_EQ(run.verdict, 3);
+    EXPECT_LT(run.spliced, content.size());
+    EXPECT_EQ(descriptors_of(fd), 1);
     close(fd);
 }
 
