@@ -271,7 +271,7 @@ start_ringpostd() {
     # The demo configuration (example.test, demo@example.test), with its SMTP (mx) listener
     # on our free port, every other listener on another free port, and its files under our
     # folder.
-    python3 - "$root/config/demo.toml" "$base" "$ringpostd_port" >"$base/ringpost.toml" <<'PYEOF'
+    python3 - "$root/config/demo.toml" "$base" "$ringpostd_port" "$idle" >"$base/ringpost.toml" <<'PYEOF'
 import re, socket, sys
 text = open(sys.argv[1]).read()
 base, port = sys.argv[2], sys.argv[3]
@@ -282,6 +282,9 @@ def free_port():
 text = text.replace('"127.0.0.1:2525"', '"127.0.0.1:%s"' % port)
 text = re.sub(r'"127\.0\.0\.1:(2\d{3})"', lambda m: '"127.0.0.1:%d"' % free_port(), text)
 text = text.replace('".demo/', '"%s/' % base)
+# Every --idle connection comes from 127.0.0.1: room for them past the per-address limit.
+limit = max(256, int(sys.argv[4]) + 100)
+text = re.sub(r'(?m)^connections_per_ip = \d+', 'connections_per_ip = %d' % limit, text)
 sys.stdout.write(text)
 PYEOF
   else
