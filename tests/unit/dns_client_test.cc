@@ -23,18 +23,29 @@ enum class Mode { answer, stray_then_answer, silent_once, silent, truncate };
 class Responder {
 public:
     explicit Responder(Mode mode) : mode_(mode) {
-        udp_ = socket(AF_INET, SOCK_DGRAM, 0);
+        // UDP takes a free port; TCP needs the same number, which another process (tests
+        // run in parallel) may hold for TCP: then both start over on a new port, bounded.
+        bool bound = false;
         sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        EXPECT_EQ(bind(udp_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-        socklen_t len = sizeof a;
-        getsockname(udp_, reinterpret_cast<sockaddr*>(&a), &len);
-        port_ = ntohs(a.sin_port);
-        tcp_ = socket(AF_INET, SOCK_STREAM, 0);
-        int one = 1;
-        setsockopt(tcp_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        EXPECT_EQ(bind(tcp_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+        for (int attempt = 0; attempt < 100 && !bound; ++attempt) {
+            if (attempt > 0) {
+                close(udp_);
+                close(tcp_);
+            }
+            udp_ = socket(AF_INET, SOCK_DGRAM, 0);
+            a = sockaddr_in{};
+            a.sin_family = AF_INET;
+            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            EXPECT_EQ(bind(udp_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+            socklen_t len = sizeof a;
+            getsockname(udp_, reinterpret_cast<sockaddr*>(&a), &len);
+            port_ = ntohs(a.sin_port);
+            tcp_ = socket(AF_INET, SOCK_STREAM, 0);
+            int one = 1;
+            setsockopt(tcp_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            bound = bind(tcp_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+        }
+        EXPECT_TRUE(bound) << "no port free for both UDP and TCP";
         listen(tcp_, 4);
         timeval tv{0, 100'000};
         setsockopt(udp_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
