@@ -56,50 +56,44 @@ public:
     }
     // Reads until `text` ends what was received, EOF, or 10 s pass.
     std::string read_until(const std::string& end, int timeout_ms = 10'000) {
-        auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-        while (!(received_.size() >= end.size() &&
-                 received_.compare(received_.size() - end.size(), end.size(), end) == 0)) {
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                deadline - std::chrono::steady_clock::now());
-            if (left.count() <= 0) break;
-            pollfd p{fd_, POLLIN, 0};
-            if (poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
-            char block[65536];
-            ssize_t n = recv(fd_, block, sizeof(block), 0);
-            if (n <= 0) {
-                eof_ = true;
-                break;
-            }
-            received_.append(block, static_cast<std::size_t>(n));
-        }
-        std::string out;
-        out.swap(received_);
-        return out;
+        return read_while(
+            [&] {
+                return !(received_.size() >= end.size() &&
+                         received_.compare(received_.size() - end.size(), end.size(), end) == 0);
+            },
+            65536, timeout_ms);
     }
     // At least `count` bytes (fewer at EOF or timeout), without waiting for more.
     std::string read_at_least(std::size_t count, int timeout_ms = 10'000) {
-        auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-        while (received_.size() < count) {
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                deadline - std::chrono::steady_clock::now());
-            if (left.count() <= 0) break;
-            pollfd p{fd_, POLLIN, 0};
-            if (poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
-            char block[4096];
-            ssize_t n = recv(fd_, block, sizeof(block), 0);
-            if (n <= 0) {
-                eof_ = true;
-                break;
-            }
-            received_.append(block, static_cast<std::size_t>(n));
-        }
-        std::string out;
-        out.swap(received_);
-        return out;
+        return read_while([&] { return received_.size() < count; }, 4096, timeout_ms);
     }
     bool eof() const { return eof_; }
 
 private:
+    // Receives blocks of up to `block` bytes while `more()` holds, until EOF or the timeout;
+    // returns (and forgets) everything received.
+    template <typename More>
+    std::string read_while(More more, std::size_t block, int timeout_ms) {
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+        std::vector<char> buffer(block);
+        while (more()) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0) break;
+            pollfd p{fd_, POLLIN, 0};
+            if (poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+            ssize_t n = recv(fd_, buffer.data(), buffer.size(), 0);
+            if (n <= 0) {
+                eof_ = true;
+                break;
+            }
+            received_.append(buffer.data(), static_cast<std::size_t>(n));
+        }
+        std::string out;
+        out.swap(received_);
+        return out;
+    }
+
     int fd_ = -1;
     bool connected_ = false;
     bool eof_ = false;
