@@ -16,6 +16,7 @@
 #include <toml++/toml.h>
 
 #include "config/config_check.h"
+#include "core/limits.h"
 
 static_assert(TOML_EXCEPTIONS == 0, "config parsing runs without exceptions");
 
@@ -243,7 +244,7 @@ void read_store(Context& context, TableReader& root, Settings& s) {
     reader.integer("upkeep_interval_ms", st.upkeep_interval_ms, 10, ms_max);
     reader.integer("gc_interval_ms", st.gc_interval_ms, 10, ms_max);
     reader.integer("compact_step_bytes", st.compact_step_bytes, 4096, 1ll << 30);
-    reader.integer("batches_inflight", st.batches_inflight, 1, 8);
+    reader.integer("batches_inflight", st.batches_inflight, 1, limits::store_batches_inflight_max);
     reader.integer("prewrite_bytes", st.prewrite_bytes, 0, 1ll << 30);
     reader.finish();
 }

@@ -49,6 +49,7 @@ inline constexpr std::uint32_t record_header_bytes = 48;
 inline constexpr std::uint32_t segment_header_bytes = 64;
 inline constexpr std::uint64_t store_staging_bytes_max = 256ull << 20;  // Copied bytes per batch.
 inline constexpr unsigned store_read_only_open_attempts = 20;       // A tool racing store upkeep.
+inline constexpr unsigned store_batches_inflight_max = 8;           // Group-commit batches at once.
 inline constexpr unsigned store_iovecs_per_batch_max = 65536;       // Zero-copy pieces per batch.
 inline constexpr unsigned body_writers_max = 65536;                 // Open bodies per shard.
 inline constexpr std::uint32_t body_extents_max = 65536;

@@ -174,8 +174,19 @@ constexpr GroupName group_names[] = {
 // wolfSSL error code is this large).
 constexpr int group_refused = -100000;
 
+// ASCII only, without allocating (it runs once per finished handshake).
 bool same_ignoring_case(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && lower(a) == lower(b);
+    auto fold = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+    return a.size() == b.size() &&
+           std::equal(a.begin(), a.end(), b.begin(), [&](char x, char y) { return fold(x) == fold(y); });
+}
+
+// The group of a name in any spelling of group_names, any case; null when unknown.
+const GroupName* group_find(std::string_view name) {
+    for (const GroupName& candidate : group_names) {
+        if (same_ignoring_case(candidate.name, name)) return &candidate;
+    }
+    return nullptr;
 }
 
 WOLFSSL_CTX* context_make(const TlsCertificate& certificate, const TlsMaterial& material,
@@ -242,10 +253,7 @@ Result<std::vector<int>> groups_parse(const std::vector<std::string>& names,
     RP_ASSERT(error != nullptr);
     std::vector<int> groups;
     for (const std::string& name : names) {
-        const GroupName* found = nullptr;
-        for (const GroupName& candidate : group_names) {
-            if (same_ignoring_case(candidate.name, name)) found = &candidate;
-        }
+        const GroupName* found = group_find(name);
         if (found == nullptr) {
             *error = "unknown group \"" + name + "\" (X25519, P-256, P-384 or P-521)";
             return Status::invalid;
@@ -530,13 +538,11 @@ TlsStream::Step TlsStream::handshake() {
     if (r == WOLFSSL_SUCCESS) {
         // TLS 1.2: with no listed curve in the ClientHello wolfSSL still does ECDHE on P-256;
         // refuse that here, as TLS 1.3 refuses it during the handshake.
-        std::string_view group = this->group();
-        for (const GroupName& candidate : group_names) {
-            if (!group.empty() && candidate.name == group &&
-                !context_->group_allowed(candidate.group)) {
-                last_error_ = group_refused;
-                return Step::failed;
-            }
+        const char* curve = wolfSSL_get_curve_name(ssl_);
+        const GroupName* used = curve != nullptr ? group_find(curve) : nullptr;
+        if (used != nullptr && !context_->group_allowed(used->group)) {
+            last_error_ = group_refused;
+            return Step::failed;
         }
         established_ = true;
         return Step::done;
@@ -594,10 +600,8 @@ std::string_view TlsStream::group() const {
     const char* name = wolfSSL_get_curve_name(ssl_);
     if (name == nullptr) return {};
     // wolfSSL names curves "SECP256R1"; ours are the RFC 8446 / config spellings.
-    for (const GroupName& candidate : group_names) {
-        if (same_ignoring_case(candidate.name, name)) return group_name(candidate.group);
-    }
-    return {};
+    const GroupName* found = group_find(name);
+    return found != nullptr ? group_name(found->group) : std::string_view{};
 }
 
 bool TlsStream::resumed() const { return wolfSSL_session_reused(ssl_) != 0; }

@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/limits.h"
+
 namespace rp::storage {
 
 namespace {
@@ -115,7 +117,6 @@ struct Log::SpareOp final : IoCompletion {
     bool opened = false;
     bool allocated = false;
     bool done = false;
-    Batch* batch = nullptr;
     void io_done(Status status, std::uint32_t bytes) override {
         if (!opened && status == Status::ok) {
             opened = true;
@@ -128,18 +129,19 @@ struct Log::SpareOp final : IoCompletion {
         } else if (opened && status == Status::ok) {
             sync_fds.push_back(static_cast<int>(bytes));
         } else if (opened) {
-            sync_fds.push_back(-1);  // Marks the failure: no more opens.
+            // A failed extra open: none of them (the segment then syncs one batch at a time).
+            for (int f : sync_fds) ::close(f);
+            sync_fds.clear();
+            finish();
+            return;
         }
-        if (opened && sync_fds.size() < log->sync_fds_wanted() &&
-            (sync_fds.empty() || sync_fds.back() >= 0)) {
+        if (opened && sync_fds.size() < log->sync_fds_wanted()) {
             log->io_.openat(log->dir_fd_, name.c_str(), O_RDWR | O_CLOEXEC, 0, *this);
             return;
         }
-        if (!sync_fds.empty() && sync_fds.back() < 0) {
-            sync_fds.pop_back();
-            for (int f : sync_fds) ::close(f);
-            sync_fds.clear();
-        }
+        finish();
+    }
+    void finish() {
         done = true;
         log->complete_ready();
     }
@@ -167,7 +169,7 @@ Log::Log(Io& io, Clock& clock, LogOptions options, int dir_fd)
     RP_ASSERT(options_.segment_bytes >= limits::segment_bytes_min);
     RP_ASSERT(options_.segment_bytes <= limits::segment_bytes_max - 1);
     RP_ASSERT(options_.batches_inflight_max >= 1);
-    RP_ASSERT(options_.batches_inflight_max <= log_batches_inflight_limit);
+    RP_ASSERT(options_.batches_inflight_max <= limits::store_batches_inflight_max);
 }
 
 Log::~Log() {
@@ -493,7 +495,6 @@ Status Log::flush(FlushDone& done) {
         spare_tried_id_ = next_segment_id_;
         b->spare = std::make_unique<SpareOp>();
         b->spare->log = this;
-        b->spare->batch = b;
         b->spare->id = next_segment_id_;
         b->spare->name = segment_file_name(next_segment_id_);
     }

@@ -81,8 +81,6 @@ protected:
     ~FlushDone() = default;
 };
 
-inline constexpr unsigned log_batches_inflight_limit = 8;
-
 struct LogOptions {
     std::string dir;
     std::uint16_t shard = 0;
@@ -140,10 +138,8 @@ public:
     bool flushing() const { return !inflight_.empty() || prewrite_ != nullptr; }
     // A flush now would find no free slot (busy).
     bool flush_slots_full() const { return inflight_.size() >= options_.batches_inflight_max; }
-    std::size_t batches_inflight() const { return inflight_.size(); }
     std::uint64_t prewrites() const { return prewrites_; }
     std::uint64_t prewrite_waits() const { return prewrite_waits_; }
-    std::uint64_t prewrite_failures() const { return prewrite_failures_; }
     std::uint64_t staged_bytes() const { return staged_bytes_; }
     std::uint32_t segment_bytes() const { return options_.segment_bytes; }
     // The largest chunk payload that fits in one record of a fresh segment.

@@ -99,6 +99,7 @@ std::unique_ptr<Opened> open_shard(const Args& args, int shard, bool read_only) 
     options.dir = shard_dir(args, shard);
     options.shard = static_cast<std::uint16_t>(shard);
     options.read_only = read_only;
+    options.prewrite_bytes = 0;  // The daemon's default: a short-lived tool needs no zeros ahead.
     auto s = MailStore::open(o->io, RealClock::instance(), options);
     if (!s) {
         std::fprintf(stderr, "ringpost: shard %d: open failed: %s\n", shard,
