@@ -9,6 +9,7 @@
 # Environment: RP_BENCH, RP_RINGPOSTD (default build/tools/).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/bench/lib.sh"
 rounds=2 messages=20000 sessions=50 size=4196 cores=2
 modes="1:0 2:0 1:16777216 2:16777216"
 while (($# > 0)); do
@@ -31,14 +32,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() {
-  local deadline=$((SECONDS + 15))
-  until python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1).close()" 2>/dev/null; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.1
-  done
-}
 point() {
   local inflight=$1 prewrite=$2 dir=$work/p port
   rm -rf "$dir"; mkdir -p "$dir"

@@ -28,6 +28,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/bench/lib.sh"
 messages=10000
 size=4096
 idle=1000
@@ -77,18 +78,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
-wait_port() {  # PORT SECONDS
-  local deadline=$((SECONDS + $2))
-  until python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1).close()" \
-      2>/dev/null; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.1
-  done
-}
 
 # CPU ticks of a process tree: every live process under $1 (Dovecot's master, its login,
 # auth and imap/pop3 processes) and the children the tree has reaped (cutime/cstime).
@@ -105,38 +95,6 @@ tree_ticks() {
   local total=0 pid
   for pid in $(tree_pids "$1"); do total=$((total + $(proc_ticks "$pid"))); done
   echo "$total"
-}
-# Proportional set size (shared pages divided among the processes that map them) of a
-# process tree, in KiB, and its process count: "PSS COUNT". Fair to a server made of many
-# processes sharing libraries; one pass in Python, so 1000 processes are read in well under a
-# second (an awk per process took longer than the sessions were held).
-tree_pss() {
-  python3 - "$1" <<'PYEOF'
-import os, sys
-children = {}
-for entry in os.listdir("/proc"):
-    if entry.isdigit():
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-        except OSError:
-            pass
-todo, total, count = [int(sys.argv[1])], 0, 0
-while todo:
-    pid = todo.pop()
-    todo.extend(children.get(pid, []))
-    try:
-        with open("/proc/%d/smaps_rollup" % pid) as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-                    count += 1
-                    break
-    except OSError:
-        pass
-print(total, count)
-PYEOF
 }
 clk_tck=$(getconf CLK_TCK)
 

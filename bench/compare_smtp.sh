@@ -36,6 +36,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/bench/lib.sh"
 messages=20000
 sessions=50
 size=4096
@@ -132,9 +133,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 wait_port() {  # PORT SECONDS
   local deadline=$((SECONDS + $2))
@@ -362,38 +360,8 @@ print("%.3f %d" % (r["latency_ms"]["accept"]["p99"], r["error_count"] + r["faile
   log "round $round: $client -> $target: ${wall}s for $messages messages (errors: $errors)"
 }
 
-# ---- memory per idle connection ----
-# PSS (KiB) of a process and all its descendants, and how many processes that is: Postfix runs
-# one smtpd per connection under its master.
-tree_pss() {
-  python3 - "$1" <<'PYEOF'
-import os, sys
-children = {}
-for entry in os.listdir("/proc"):
-    if entry.isdigit():
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-        except OSError:
-            pass
-todo, total, count = [int(sys.argv[1])], 0, 0
-while todo:
-    pid = todo.pop()
-    todo.extend(children.get(pid, []))
-    try:
-        with open("/proc/%d/smaps_rollup" % pid) as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-                    count += 1
-                    break
-    except OSError:
-        pass
-print(total, count)
-PYEOF
-}
 
+# ---- memory per idle connection (tree_pss in bench/lib.sh) ----
 # Opens N connections one after another, reads each greeting, sends EHLO and reads its reply
 # (every wait bounded), writes "ready OPEN" to READY_FILE, holds them until STOP_FILE exists
 # (at most HOLD seconds), then closes them.

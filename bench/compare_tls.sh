@@ -30,6 +30,7 @@
 # (Cyrus SASL was dropped: Debian's libsasl2 opened /etc/sasldb2 whatever the config said.)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/bench/lib.sh"
 messages=2000
 sessions=20
 per_session=both
@@ -88,9 +89,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 wait_port() {  # PORT SECONDS
   local deadline=$((SECONDS + $2))
   until python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 1).close()" 2>/dev/null; do
