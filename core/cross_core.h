@@ -69,4 +69,19 @@ private:
     std::vector<std::unique_ptr<SpscQueue>> queues_;  // from * shard_count + to.
 };
 
+// One T per shard (the ShardMail, MailAccess or RelayAgent of each), for the handlers of
+// cross-shard messages. Each slot is written by its own shard (set-up, destruction) and read
+// by handlers running on that same shard.
+template <typename T>
+class ShardSlots {
+public:
+    explicit ShardSlots(unsigned shard_count) : slots_(shard_count) {}
+    void set(unsigned shard, T* value) { slots_[shard].store(value, std::memory_order_release); }
+    T* get(unsigned shard) const { return slots_[shard].load(std::memory_order_acquire); }
+    unsigned shard_count() const { return static_cast<unsigned>(slots_.size()); }
+
+private:
+    std::vector<std::atomic<T*>> slots_;
+};
+
 }  // namespace rp

@@ -60,19 +60,8 @@ inline constexpr unsigned access_backlog_requests_max = access_backlog_max / 2;
 
 class MailAccess;
 
-// The MailAccess of every shard; each slot is written by its own shard at set-up.
-class AccessCluster {
-public:
-    explicit AccessCluster(unsigned shard_count) : slots_(shard_count) {}
-    void set(unsigned shard, MailAccess* access) {
-        slots_[shard].store(access, std::memory_order_release);
-    }
-    MailAccess* get(unsigned shard) const { return slots_[shard].load(std::memory_order_acquire); }
-    unsigned shard_count() const { return static_cast<unsigned>(slots_.size()); }
-
-private:
-    std::vector<std::atomic<MailAccess*>> slots_;
-};
+// The MailAccess of every shard.
+using AccessCluster = ShardSlots<MailAccess>;
 
 enum class AccessOp : std::uint8_t {
     open,       // Snapshot of a mailbox (+ lock with exclusive, + watch with watch).

@@ -34,18 +34,8 @@ namespace rp::mail {
 
 class ShardMail;
 
-// The ShardMail of every shard, for cross-shard hand-over. Each slot is written once by its
-// own shard during set-up and read by handlers running on that same shard.
-class MailCluster {
-public:
-    explicit MailCluster(unsigned shard_count) : slots_(shard_count) {}
-    void set(unsigned shard, ShardMail* mail) { slots_[shard].store(mail, std::memory_order_release); }
-    ShardMail* get(unsigned shard) const { return slots_[shard].load(std::memory_order_acquire); }
-    unsigned shard_count() const { return static_cast<unsigned>(slots_.size()); }
-
-private:
-    std::vector<std::atomic<ShardMail*>> slots_;
-};
+// The ShardMail of every shard, for cross-shard hand-over.
+using MailCluster = ShardSlots<ShardMail>;
 
 // Told after every durable delivery into a mailbox this shard owns (SMTP accept, cross-shard
 // delivery, re-drive): mail_access.h wakes the mailbox's watchers (IMAP IDLE) with it.

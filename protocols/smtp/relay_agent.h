@@ -97,18 +97,8 @@ struct RelayStats {
 
 class RelayAgent;
 
-// The relay agents of every shard, for the per-destination limit's messages. Each slot is
-// written by its own shard (start, destruction); handlers read it on that same shard.
-class RelayCluster {
-public:
-    explicit RelayCluster(unsigned shard_count) : slots_(shard_count) {}
-    void set(unsigned shard, RelayAgent* agent) { slots_[shard].store(agent, std::memory_order_release); }
-    RelayAgent* get(unsigned shard) const { return slots_[shard].load(std::memory_order_acquire); }
-    unsigned shard_count() const { return static_cast<unsigned>(slots_.size()); }
-
-private:
-    std::vector<std::atomic<RelayAgent*>> slots_;
-};
+// The relay agents of every shard, for the per-destination limit's messages.
+using RelayCluster = ShardSlots<RelayAgent>;
 
 class RelayAgent final : public ShardLocal,
                          public mail::SpoolObserver,
