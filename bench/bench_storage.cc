@@ -114,6 +114,7 @@ void BM_Append(benchmark::State& state) {
     SyncIo io;
     SimClock clock;
     StoreOptions o = test::options_for(dir, 0, 256u << 20);
+    o.prewrite_bytes = 0;  // The daemon's default ([store] prewrite_bytes).
     auto store = open_or_die(io, clock, o);
     (void)store->account_create("bench@x");
     std::string body(bytes, 'x');
@@ -152,6 +153,7 @@ void BM_AppendRing(benchmark::State& state) {
     UringIo io(**reactor);
     SimClock clock;
     StoreOptions o = test::options_for(dir, 0, 256u << 20);
+    o.prewrite_bytes = 0;  // The daemon's default ([store] prewrite_bytes).
     o.batches_inflight_max = static_cast<unsigned>(state.range(2));
     auto store = open_or_die(io, clock, o);
     (void)store->account_create("bench@x");

@@ -451,7 +451,8 @@ Status Log::flush(FlushDone& done) {
     b->dir_sync = created_segment_;
     b->done = &done;
     created_segment_ = false;
-    const std::uint64_t batch_bytes = staged_bytes_;
+    std::uint64_t batch_bytes = 0;  // Copied and zero-copy pieces alike.
+    for (const Piece& p : b->pieces) batch_bytes += p.bytes;
     staged_bytes_ = 0;
     segments_[tail_segment_]->bytes = tail_offset_;
     RP_ASSERT(inflight_.empty() || inflight_.back()->end <= b->end);
