@@ -8,6 +8,9 @@
 //   BM_Recovery/<records>          open a store whose log holds that many records (no snapshot)
 //   BM_RestartWithSnapshot/<MiB>   open a store of that size right after a snapshot
 //   BM_IndexLookup                 message(uid) in a 100k-message mailbox
+//   BM_SnapshotEncode/<messages>   encode the index of one mailbox of that many delivered
+//                                  messages (each with its body and delivery key), as the
+//                                  daemon's upkeep does
 //   BM_SpoolMemory/<entries>       RSS per deferred spool entry (1 remote recipient, 30-byte
 //                                  addresses, a 451 reply) held by the store, and the cost
 //                                  of spool_due() when little is due
@@ -27,6 +30,7 @@
 #include "core/io_uring.h"
 #include "core/reactor.h"
 #include "core/sync_io.h"
+#include "storage/index_snapshot.h"
 #include "tests/sim/store_harness.h"
 
 using namespace rp;
@@ -223,6 +227,43 @@ void BM_AppendCpu(benchmark::State& state) {
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
 }
 BENCHMARK(BM_AppendCpu)->Arg(4096)->Arg(102400);
+
+void BM_SnapshotEncode(benchmark::State& state) {
+    const auto messages = state.range(0);
+    const std::string dir = bench_dir("snapenc");
+    NullIo io;
+    SimClock clock;
+    auto store = open_or_die(io, clock, test::options_for(dir, 0, 1u << 30));
+    (void)store->account_create("bench@x");
+    for (std::int64_t i = 0; i < messages; ++i) {
+        store->txn_begin();
+        auto ref = store->body_put(test::bytes_of(std::string(64, 'b')));
+        MailStore::AppendArgs args;
+        args.body = *ref;
+        args.size = 4096;
+        args.internal_date = 1'700'000'000 + i;
+        if (!store->deliver("bench@x", "INBOX", DeliveryKey{static_cast<std::uint64_t>(i) << 8, "bench@x"}, args)) std::abort();
+        if (!store->txn_commit()) std::abort();
+        if (i % 256 == 255) {
+            (void)store->flush();
+            io.run_pending();
+        }
+    }
+    (void)store->flush();
+    io.run_pending();
+    std::size_t bytes = 0;
+    for (auto _ : state) {
+        const std::string out = snapshot_encode(store->index(), SnapshotMeta{1, 1, 1'700'000'000}, 0);
+        bytes = out.size();
+        benchmark::DoNotOptimize(out.data());
+    }
+    state.counters["snapshot_bytes"] = static_cast<double>(bytes);
+    state.counters["ns_per_message"] = benchmark::Counter(
+        static_cast<double>(state.iterations() * messages), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+    store.reset();
+    std::filesystem::remove_all(dir);
+}
+BENCHMARK(BM_SnapshotEncode)->Arg(100000)->Unit(benchmark::kMillisecond);
 
 void BM_Read(benchmark::State& state) {
     const auto bytes = static_cast<std::size_t>(state.range(0));

@@ -11,13 +11,25 @@ namespace {
 
 constexpr std::size_t slice_count = 50000;  // Items per record, far below the payload cap.
 
-void put_record(std::string& out, RecordType type, const std::string& payload, std::uint32_t& count) {
+// Records are written in place: open() leaves room for the header, the payload is encoded
+// straight after it, close() seals the header over it and pads. (Encoding into a separate
+// payload string and appending it copied every byte twice more.)
+std::size_t record_open(std::string& out) {
+    const std::size_t at = out.size();
+    out.append(record_header_bytes, '\0');
+    return at;
+}
+
+void record_close(std::string& out, std::size_t at, RecordType type, std::uint32_t& count) {
     RecordHeader h;
     h.type = static_cast<std::uint16_t>(type);
-    h.payload_bytes = static_cast<std::uint32_t>(payload.size());
-    record_seal(h, as_bytes(payload));
-    out.append(reinterpret_cast<const char*>(&h), sizeof h);
-    out.append(payload);
+    // bounds: every payload is below record_payload_bytes_max (slices of slice_count items).
+    h.payload_bytes = static_cast<std::uint32_t>(out.size() - at - record_header_bytes);
+    record_seal(h, std::span<const std::byte>(
+                       reinterpret_cast<const std::byte*>(out.data() + at + record_header_bytes),
+                       h.payload_bytes));
+    static_assert(sizeof h == record_header_bytes);
+    std::memcpy(out.data() + at, &h, sizeof h);
     out.append(record_bytes(h.payload_bytes) - record_header_bytes - h.payload_bytes, '\0');
     ++count;
 }
@@ -38,12 +50,20 @@ void encode_mailbox_head(ByteWriter& w, const Mailbox& box) {
 std::string snapshot_encode(const MailboxIndex& index, const SnapshotMeta& meta,
                             std::int64_t delivery_keys_since) {
     std::string out;
+    {
+        // Reserved once from the index's size (a guess on the high side: growing the string
+        // copies it and faults in fresh pages each time).
+        std::size_t messages = 0;
+        for (const auto& [id, box] : index.mailboxes) messages += box.messages.size() + 1;
+        out.reserve((1u << 16) + 96 * messages + 64 * index.bodies.size() +
+                    96 * index.deliveries.size() + 256 * (index.accounts.size() + index.spool.size()));
+    }
     const SegmentHeader file_header = segment_header_make(index.shard, 0, meta.written_at);
     out.append(reinterpret_cast<const char*>(&file_header), sizeof file_header);
     std::uint32_t count = 0;
-    std::string p;
+    ByteWriter w(out);
     {
-        ByteWriter w(p);
+        const std::size_t at = record_open(out);
         w.u64(meta.lsn);
         w.u64(meta.next_txn_id);
         w.i64(meta.written_at);
@@ -52,11 +72,10 @@ std::string snapshot_encode(const MailboxIndex& index, const SnapshotMeta& meta,
         w.u64(index.next_body_id);
         w.u64(index.next_spool_seq);
         w.u32(index.last_uidvalidity);
-        put_record(out, RecordType::snap_state, p, count);
+        record_close(out, at, RecordType::snap_state, count);
     }
     for (const auto& [id, a] : index.accounts) {
-        p.clear();
-        ByteWriter w(p);
+        const std::size_t at = record_open(out);
         w.u64(a.id);
         w.str(a.name);
         w.i64(a.created);
@@ -64,33 +83,32 @@ std::string snapshot_encode(const MailboxIndex& index, const SnapshotMeta& meta,
         for (const auto& k : a.keywords) w.str(k);
         w.u32(static_cast<std::uint32_t>(a.subscriptions.size()));
         for (const auto& name : a.subscriptions) w.str(name);
-        put_record(out, RecordType::snap_account, p, count);
+        record_close(out, at, RecordType::snap_account, count);
     }
     for (const auto& [id, box] : index.mailboxes) {
-        std::size_t at = 0;
+        std::size_t from = 0;
         do {
-            const std::size_t n = std::min(slice_count, box.messages.size() - at);
-            p.clear();
-            ByteWriter w(p);
+            const std::size_t n = std::min(slice_count, box.messages.size() - from);
+            const std::size_t at = record_open(out);
             encode_mailbox_head(w, box);
             w.u32(static_cast<std::uint32_t>(n));
-            for (std::size_t i = at; i < at + n; ++i) {
+            for (std::size_t i = from; i < from + n; ++i) {
                 const Message& m = box.messages[i];
                 encode_message(w, {m.uid, m.flags, m.keywords, m.internal_date, m.size, m.body});
                 w.u64(m.modseq);
             }
-            put_record(out, RecordType::snap_mailbox, p, count);
-            at += n;
-        } while (at < box.messages.size());
+            record_close(out, at, RecordType::snap_mailbox, count);
+            from += n;
+        } while (from < box.messages.size());
     }
     std::vector<const std::pair<const std::uint64_t, Body>*> bodies;
+    bodies.reserve(index.bodies.size());
     for (const auto& entry : index.bodies) bodies.push_back(&entry);
-    for (std::size_t at = 0; at < bodies.size(); at += slice_count) {
-        const std::size_t n = std::min(slice_count, bodies.size() - at);
-        p.clear();
-        ByteWriter w(p);
+    for (std::size_t from = 0; from < bodies.size(); from += slice_count) {
+        const std::size_t n = std::min(slice_count, bodies.size() - from);
+        const std::size_t at = record_open(out);
         w.u32(static_cast<std::uint32_t>(n));
-        for (std::size_t i = at; i < at + n; ++i) {
+        for (std::size_t i = from; i < from + n; ++i) {
             w.u64(bodies[i]->first);
             w.u64(bodies[i]->second.bytes);
             // Bit 0: corrupt; the bits above: the body's traits (0 in older snapshots).
@@ -98,34 +116,33 @@ std::string snapshot_encode(const MailboxIndex& index, const SnapshotMeta& meta,
                                            (bodies[i]->second.traits << 1)));
             encode_extents(w, bodies[i]->second.extents);
         }
-        put_record(out, RecordType::snap_bodies, p, count);
+        record_close(out, at, RecordType::snap_bodies, count);
     }
     for (const auto& [id, entry] : index.spool) {
-        p.clear();
-        ByteWriter w(p);
+        const std::size_t at = record_open(out);
         encode_spool_entry(w, entry);
-        put_record(out, RecordType::snap_spool, p, count);
+        record_close(out, at, RecordType::snap_spool, count);
     }
     std::vector<const std::pair<const std::string, Delivery>*> keys;
+    keys.reserve(index.deliveries.size());
     for (const auto& entry : index.deliveries) {
         if (entry.second.at >= delivery_keys_since) keys.push_back(&entry);
     }
-    for (std::size_t at = 0; at < keys.size(); at += slice_count) {
-        const std::size_t n = std::min(slice_count, keys.size() - at);
-        p.clear();
-        ByteWriter w(p);
+    for (std::size_t from = 0; from < keys.size(); from += slice_count) {
+        const std::size_t n = std::min(slice_count, keys.size() - from);
+        const std::size_t at = record_open(out);
         w.u32(static_cast<std::uint32_t>(n));
-        for (std::size_t i = at; i < at + n; ++i) {
+        for (std::size_t i = from; i < from + n; ++i) {
             w.str(keys[i]->first);
             w.u64(keys[i]->second.mailbox_id);
             w.u32(keys[i]->second.uid);
             w.i64(keys[i]->second.at);
         }
-        put_record(out, RecordType::snap_deliveries, p, count);
+        record_close(out, at, RecordType::snap_deliveries, count);
     }
-    p.clear();
-    ByteWriter(p).u32(count);
-    put_record(out, RecordType::snap_end, p, count);
+    const std::size_t at = record_open(out);
+    w.u32(count);
+    record_close(out, at, RecordType::snap_end, count);
     return out;
 }
 
