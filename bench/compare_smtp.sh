@@ -283,6 +283,9 @@ text = text.replace('".demo/', '"%s/' % base)
 # Every --idle connection comes from 127.0.0.1: room for them past the per-address limit.
 limit = max(256, int(sys.argv[4]) + 100)
 text = re.sub(r'(?m)^connections_per_ip = \d+', 'connections_per_ip = %d' % limit, text)
+# The product's default (config/ringpost.toml): each shard pinned to its core. The demo
+# leaves it off so that it shares a desktop politely.
+text = re.sub(r'(?m)^pin_cores = false', 'pin_cores = true', text)
 sys.stdout.write(text)
 PYEOF
   else

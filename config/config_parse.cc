@@ -241,6 +241,8 @@ void read_store(Context& context, TableReader& root, Settings& s) {
     StoreSettings& st = s.store;
     reader.integer("segment_bytes", st.segment_bytes, 1 << 20, 1ll << 30);
     reader.integer("snapshot_log_bytes", st.snapshot_log_bytes, 4096, 1ll << 40);
+    reader.integer("snapshot_log_bytes_max", st.snapshot_log_bytes_max, 4096, 1ll << 40);
+    reader.integer("snapshot_quiet_ms", st.snapshot_quiet_ms, 0, ms_max);
     reader.integer("upkeep_interval_ms", st.upkeep_interval_ms, 10, ms_max);
     reader.integer("gc_interval_ms", st.gc_interval_ms, 10, ms_max);
     reader.integer("compact_step_bytes", st.compact_step_bytes, 4096, 1ll << 30);

@@ -44,6 +44,8 @@ std::vector<std::pair<std::string, std::string>> settings_flatten(const Settings
     add("engine.test_echo_listeners", listeners_text(s.engine.test_echo_listeners));
     add("store.segment_bytes", num(s.store.segment_bytes));
     add("store.snapshot_log_bytes", num(s.store.snapshot_log_bytes));
+    add("store.snapshot_log_bytes_max", num(s.store.snapshot_log_bytes_max));
+    add("store.snapshot_quiet_ms", num(s.store.snapshot_quiet_ms));
     add("store.upkeep_interval_ms", num(s.store.upkeep_interval_ms));
     add("store.gc_interval_ms", num(s.store.gc_interval_ms));
     add("store.compact_step_bytes", num(s.store.compact_step_bytes));

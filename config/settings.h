@@ -141,7 +141,9 @@ struct UserSettings {
 // [store]: the mail store and the daemon's upkeep of it (protocols/common/store_upkeep.h).
 struct StoreSettings {
     std::uint32_t segment_bytes = 256u << 20;          // Log segment size (new segments).
-    std::uint64_t snapshot_log_bytes = 64ull << 20;    // Snapshot after this much log.
+    std::uint64_t snapshot_log_bytes = 64ull << 20;    // Snapshot after this much log, when quiet.
+    std::uint64_t snapshot_log_bytes_max = 512ull << 20;  // ... and at once past this much.
+    std::uint64_t snapshot_quiet_ms = 200;             // No commit for this long is quiet.
     std::uint64_t upkeep_interval_ms = 1000;           // How often upkeep looks for work.
     std::uint64_t gc_interval_ms = 60'000;             // Body GC rounds across shards.
     std::uint64_t compact_step_bytes = 1ull << 20;     // Bytes relocated per compaction step.

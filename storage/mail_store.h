@@ -324,6 +324,7 @@ public:
     bool snapshot_running() const { return snapshot_ != nullptr; }
     // The log position of the newest snapshot (0: none yet).
     Lsn snapshot_lsn() const { return snapshot_lsn_; }
+    std::uint64_t snapshot_bytes() const { return snapshot_bytes_; }  // The newest snapshot's.
     // Retires what can be retired now (pins released since): forgets the segments at once and
     // removes their files through Io (a RetireJob). Returns how many.
     std::size_t retire_segments();

@@ -26,4 +26,6 @@ rp_fuzz_target(fuzz_segment
   SOURCES fuzz/fuzz_segment.cc
   LIBS rp_storage
   CORPUS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/segment)
+# The daemon's store upkeep: its pure rules, then the whole of it against a running daemon.
+rp_unit_test(store_upkeep_test SOURCES unit/store_upkeep_test.cc LIBS rp_mail_service)
 rp_integration_test(store_upkeep_integration SCRIPT integration/test_store_upkeep.py TIMEOUT 180 SANITIZE)

@@ -358,6 +358,8 @@ Status shard_setup(rp::Shard& shard, Shared& shared) {
     rp::mail::StoreUpkeepOptions upkeep;
     upkeep.interval_ms = settings->store.upkeep_interval_ms;
     upkeep.snapshot_log_bytes = settings->store.snapshot_log_bytes;
+    upkeep.snapshot_log_bytes_max = settings->store.snapshot_log_bytes_max;
+    upkeep.snapshot_quiet_ms = settings->store.snapshot_quiet_ms;
     upkeep.gc_interval_ms = settings->store.gc_interval_ms;
     upkeep.compact_step_bytes = settings->store.compact_step_bytes;
     shard.own(std::make_unique<rp::mail::StoreUpkeep>(shard_mail, *shared.cluster, upkeep));

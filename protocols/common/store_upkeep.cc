@@ -39,6 +39,15 @@ std::uint64_t log_bytes_between(storage::Lsn from, storage::Lsn to, std::uint32_
     return first + middle + storage::lsn_offset(to);
 }
 
+bool snapshot_due(const StoreUpkeepOptions& options, std::uint64_t grown,
+                  std::uint64_t snapshot_bytes, bool wanted, bool quiet) {
+    // bounds: snapshot_bytes is a file's size (< 2^40 in practice); 16x stays far below 2^64.
+    const std::uint64_t soft = std::max(options.snapshot_log_bytes, 4 * snapshot_bytes);
+    const std::uint64_t hard = std::max({options.snapshot_log_bytes_max, soft, 16 * snapshot_bytes});
+    if (grown >= hard) return true;
+    return quiet && (wanted || grown >= soft);
+}
+
 StoreUpkeep::StoreUpkeep(ShardMail& mail, MailCluster& cluster, const StoreUpkeepOptions& options)
     : mail_(mail), cluster_(cluster), options_(options) {
     RP_ASSERT(options_.interval_ms > 0);
@@ -78,6 +87,10 @@ void StoreUpkeep::step(bool timer) {
     storage::MailStore& store = mail_.store();
     if (store.failed() != Status::ok || mail_.shard().stopping()) return;
     const std::uint64_t now = mail_.shard().reactor().now_ns();
+    if (store.durable_lsn() != seen_durable_) {
+        seen_durable_ = store.durable_lsn();
+        active_ns_ = now;
+    }
 
     // Compaction: one bounded step at a time, and only once the last step's relocated bytes
     // have mostly gone out, so the staging (and the next flush) stays small.
@@ -121,8 +134,9 @@ void StoreUpkeep::step(bool timer) {
     if (timer) stats_.segments_retired += store.retire_segments();
     const std::uint64_t grown =
         log_bytes_between(store.snapshot_lsn(), store.durable_lsn(), store.log().segment_bytes());
-    if (grown < options_.snapshot_log_bytes && snapshots_wanted_ == 0) return;
     if (grown == 0 && store.snapshot_lsn() != 0 && snapshots_wanted_ == 0) return;
+    const bool quiet = now - active_ns_ >= options_.snapshot_quiet_ms * ns_per_ms;
+    if (!snapshot_due(options_, grown, store.snapshot_bytes(), snapshots_wanted_ > 0, quiet)) return;
     const Status s = store.snapshot(*this);
     if (s != Status::ok && s != Status::busy) {
         ++stats_.snapshot_failures;
