@@ -147,8 +147,11 @@ clk_tck=$(getconf CLK_TCK)
 
 # CPU ticks of a process: its own, and those of the children it has reaped.
 proc_ticks() {
-  [[ -r /proc/$1/stat ]] || { echo 0; return; }
-  sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 + $14 + $15 }'
+  local stat
+  # A child may exit between listing and reading: it counts 0 (master reaps its CPU).
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || stat=""
+  [[ -n $stat ]] || { echo 0; return; }
+  sed 's/.*) //' <<<"$stat" | awk '{ print $12 + $13 + $14 + $15 }'
 }
 
 # CPU ticks of a process tree (Postfix's master and its smtpd, cleanup, qmgr, local...).
@@ -315,6 +318,9 @@ run_one() {  # ROUND TARGET CLIENT
   esac
   local tag=$work/run-$round-$target-$client
   local server_before server_after
+  # The previous run's dirty pages (Postfix's mailbox and queue files are not all synced)
+  # would otherwise be written back during this one and slow its fsyncs: start clean.
+  sync
   server_before=$(tree_ticks "$pid")
   local TIMEFORMAT='%3R %3U %3S'
   local status=0
