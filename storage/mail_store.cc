@@ -54,6 +54,7 @@ struct MailStore::Writer {
     // What body_finish() records as BodyTrait bits: the bytes are followed as they come.
     bool line_start = true;  // The next byte starts a line.
     bool dot_line = false;   // A line started with ".".
+    bool eight_bit = false;  // A byte >= 0x80 was seen.
     char tail[2] = {0, 0};   // The last two bytes.
 
     // Follows the next `count` bytes of the body: one memchr per line, and nothing but the tail
@@ -63,6 +64,11 @@ struct MailStore::Writer {
         tail[0] = count >= 2 ? at[count - 2] : tail[1];
         tail[1] = at[count - 1];
         const char* end = at + count;
+        if (!eight_bit) {
+            unsigned char any = 0;  // An OR over the bytes: the compiler vectorizes it.
+            for (const char* p = at; p < end; ++p) any |= static_cast<unsigned char>(*p);
+            eight_bit = (any & 0x80) != 0;
+        }
         while (!dot_line && at < end) {
             if (line_start && *at == '.') {
                 dot_line = true;
@@ -329,6 +335,7 @@ Result<BodyRef> MailStore::body_finish(BodyWriterId id) {
     if (!w->dot_line && w->bytes >= 2 && w->tail[0] == '\r' && w->tail[1] == '\n') {
         def.traits = body_dot_free;
     }
+    if (!w->eight_bit) def.traits |= body_7bit;
     std::string payload = encoded(def);
     if (Status s = op_begin(payload.size()); s != Status::ok) return s;
     const BodyRef ref{options_.shard, w->body_id};

@@ -229,8 +229,11 @@ enum BodyTrait : std::uint8_t {
     // No line starts with "." (at the start or after any LF) and the body ends with CRLF:
     // POP3 RETR may send the stored bytes as they are, then ".\r\n" (RFC 1939 3).
     body_dot_free = 1u << 0,
+    // Every byte is below 0x80: the relay may send it without BODY=8BITMIME (RFC 6152) and
+    // need not read it first to find out.
+    body_7bit = 1u << 1,
 };
-inline constexpr std::uint8_t body_traits_all = 0x1;
+inline constexpr std::uint8_t body_traits_all = 0x3;
 
 struct BodyDefine {  // body_define and body_move
     std::uint64_t body_id = 0;

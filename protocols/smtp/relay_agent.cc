@@ -493,6 +493,7 @@ private:
         if (scanning_) {
             // The pieces after the header, read once before MAIL only to learn whether the
             // body has 8-bit bytes (RFC 6152: declare BODY=8BITMIME only then).
+            ++agent_.stats_.body_prescan_reads;
             eight_bit_ = eight_bit(std::string_view(reinterpret_cast<const char*>(payload.data()), payload.size()));
             if (!eight_bit_ && piece_index_ + 1 < handle_.pieces.size()) {
                 ++piece_index_;
@@ -516,8 +517,10 @@ private:
                 read_piece();
                 return;
             }
-            eight_bit_ = eight_bit(head_);
-            if (!eight_bit_ && head_pieces_ < handle_.pieces.size()) {
+            // A body its writer saw to be 7-bit needs no look (older bodies do not say).
+            const bool known_7bit = (handle_.traits & storage::body_7bit) != 0;
+            eight_bit_ = !known_7bit && eight_bit(head_);
+            if (!known_7bit && !eight_bit_ && head_pieces_ < handle_.pieces.size()) {
                 scanning_ = true;
                 ++piece_index_;
                 read_piece();
@@ -899,9 +902,11 @@ void RelayAgent::stop() {
     stop_deadline_ns_ = mail_.shard().reactor().now_ns() + quit_grace_ms * 1'000'000ull;
     mail_.set_spool_observer(nullptr);
     log::info("relay: shard {}: {} connections, {} transactions, {} jobs on a reused idle "
-              "connection, {} idle connections closed for room; {} sent, {} deferred, {} bounced",
+              "connection, {} idle connections closed for room; {} sent, {} deferred, {} bounced; "
+              "{} body pieces read ahead for the 8-bit check",
               mail_.shard_index(), stats_.connections, stats_.transactions, stats_.reused,
-              stats_.evicted, stats_.delivered, stats_.deferred, stats_.bounced);
+              stats_.evicted, stats_.delivered, stats_.deferred, stats_.bounced,
+              stats_.body_prescan_reads);
     if (Timer::armed()) mail_.shard().reactor().timer_cancel(*this);
     for (auto& delivery : deliveries_) delivery->stop();
 }

@@ -93,6 +93,9 @@ struct RelayStats {
     std::uint64_t connections = 0, transactions = 0, scans = 0;
     std::uint64_t reused = 0;    // Jobs given to an idle connection.
     std::uint64_t evicted = 0;   // Idle connections closed to make room for another domain.
+    // Body pieces read before MAIL only to learn whether the body is 8-bit: bodies stored
+    // before the store recorded body_7bit, and 8-bit bodies up to their first high byte.
+    std::uint64_t body_prescan_reads = 0;
 };
 
 class RelayAgent;

@@ -10,6 +10,7 @@ Every wait is bounded.
 """
 
 import os
+import re
 import smtplib
 import socket
 import socketserver
@@ -273,23 +274,36 @@ class RelayLimitsTest(unittest.TestCase):
         self.assertTrue(d.wait_log("status=sent", timeout=10), d.log()[-3000:])
 
     # Proves BODY=8BITMIME only where needed (RFC 6152): a 7-bit message is sent without
-    # it, an 8-bit one (also one whose 8-bit byte is past the first 64 KiB) with it.
+    # it, an 8-bit one (also one whose 8-bit byte is past the first 64 KiB) with it; and that
+    # a body the store saw to be 7-bit is not read ahead of MAIL to find out (body_7bit),
+    # while one whose first 8-bit byte is late still is (so the counter counts).
     def test_body_8bitmime_declared_only_for_8bit(self):
         sink = self.sink("127.0.0.24")
         d = self.relay()
+        read_ahead = r"(\d+) body pieces read ahead"
         self.send_one(d, "a@seven.test", "seven", body="plain ascii\r\n")
         sink.wait_messages(1)
+        ascii_lines = "".join("line %05d of ascii text\r\n" % i for i in range(8000))
+        self.send_one(d, "d@seven.test", "big seven", body=ascii_lines)  # Several pieces.
+        sink.wait_messages(2, timeout=30)
+        self.assertEqual(d.stop(), 0)
+        self.assertEqual([int(x) for x in re.findall(read_ahead, d.log())], [0, 0], d.log()[-3000:])
+        d.start()
         self.send_one(d, "b@seven.test", "eight", body="caf\u00e9\r\n")
-        sink.wait_messages(2)
-        late = "".join("line %05d of ascii text\r\n" % i for i in range(8000)) + "na\u00efve\r\n"
+        sink.wait_messages(3)
+        late = ascii_lines + "na\u00efve\r\n"
         self.send_one(d, "c@seven.test", "late eight", body=late)
-        dumps = sink.wait_messages(3, timeout=30)
-        self.assertEqual(len(dumps), 3, d.log()[-3000:])
+        dumps = sink.wait_messages(4, timeout=30)
+        self.assertEqual(len(dumps), 4, d.log()[-3000:])
+        self.assertEqual(d.stop(), 0)
+        self.assertGreater(sum(int(x) for x in re.findall(read_ahead, d.log())[-2:]), 0,
+                           d.log()[-3000:])
         args = {}
         for dump in dumps:
             mail_args = [line for line in dump.split(b"\n") if line.startswith(b"X-Mail-Args: ")][0]
             args[test_relay.envelope(dump)[1][0]] = mail_args
         self.assertNotIn(b"BODY=8BITMIME", args[b"<a@seven.test>"])
+        self.assertNotIn(b"BODY=8BITMIME", args[b"<d@seven.test>"])
         self.assertIn(b"BODY=8BITMIME", args[b"<b@seven.test>"])
         self.assertIn(b"BODY=8BITMIME", args[b"<c@seven.test>"])
 

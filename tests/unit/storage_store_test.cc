@@ -754,13 +754,18 @@ TEST_F(Store, BodyTraits) {
         {{"no final crlf"}, false},
         {{"bare lf\n"}, false},
         {{"\r\n"}, true},
+        {{"Subject: caf\xc3\xa9\r\n\r\nbody\r\n"}, true},  // 8-bit: no body_7bit.
+        {{"7-bit first piece\r\n", "then \xff\r\n"}, true},
     };
+    // Which cases hold a byte >= 0x80.
+    auto eight = [&](std::size_t i) { return i >= cases.size() - 2; };
     std::vector<BodyRef> refs;
     for (const auto& [parts, dot_free] : cases) refs.push_back(body(parts));
     flush();
     auto check = [&](const char* when) {
         for (std::size_t i = 0; i < cases.size(); ++i) {
-            EXPECT_EQ(traits(refs[i]), cases[i].second ? body_dot_free : 0) << when << " case " << i;
+            const std::uint8_t want = (cases[i].second ? body_dot_free : 0) | (eight(i) ? 0 : body_7bit);
+            EXPECT_EQ(traits(refs[i]), want) << when << " case " << i;
         }
     };
     check("written");
