@@ -182,10 +182,11 @@ class Pop3Test(unittest.TestCase):
     # restart, and the message is gone while the others keep their UIDLs.
     def test_dele_quit_durable_across_kill(self):
         d = self.daemon()
+        uidl_before = {}  # Per user: UIDLs carry each INBOX's own UIDVALIDITY.
         for user in USERS:
             self.send(d, user, b"Subject: m\r\n\r\nbody\r\n", count=3)
             client = self.pop(d, user)
-            uidl_before = client.uidl()[1]
+            uidl_before[user] = client.uidl()[1]
             client.dele(2)
             resp = client.quit()
             self.assertIn(b"1 messages deleted", resp)
@@ -197,7 +198,8 @@ class Pop3Test(unittest.TestCase):
             client = self.pop_retry(d, user, resets=True)
             self.assertEqual(client.stat()[0], 2)
             uidl_after = client.uidl()[1]
-            self.assertEqual(uidl_after, [uidl_before[0], b"2 " + uidl_before[2].split()[1]])
+            before = uidl_before[user]
+            self.assertEqual(uidl_after, [before[0], b"2 " + before[2].split()[1]])
             client.quit()
             self.assertEqual(len(mailbox(d, user)), 2)
 
