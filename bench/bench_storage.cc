@@ -98,6 +98,12 @@ struct NoRelease final : BufferRelease {
     void buffer_released(Status) override {}
 };
 
+// Flushes what is staged and completes it at once (NullIo: CPU only).
+void flush_now(MailStore& store, NullIo& io) {
+    (void)store.flush();
+    io.run_pending();
+}
+
 template <typename IoT>
 void append_one(MailStore& store, std::string& body, NoRelease& rel) {
     store.txn_begin();
@@ -210,13 +216,11 @@ void BM_AppendCpu(benchmark::State& state) {
     for (auto _ : state) {
         append_one<NullIo>(*store, body, rel);
         if (++n % 256 == 0) {
-            (void)store->flush();
-            io.run_pending();
+            flush_now(*store, io);
         }
         if (n % 100000 == 0) {  // Keep the mailbox and segment bounded.
             state.PauseTiming();
-            (void)store->flush();
-            io.run_pending();
+            flush_now(*store, io);
             store.reset();
             std::filesystem::remove_all(dir);
             store = open_or_die(io, clock, test::options_for(dir, 0, 1u << 30));
@@ -246,12 +250,10 @@ void BM_SnapshotEncode(benchmark::State& state) {
         if (!store->deliver("bench@x", "INBOX", DeliveryKey{static_cast<std::uint64_t>(i) << 8, "bench@x"}, args)) std::abort();
         if (!store->txn_commit()) std::abort();
         if (i % 256 == 255) {
-            (void)store->flush();
-            io.run_pending();
+            flush_now(*store, io);
         }
     }
-    (void)store->flush();
-    io.run_pending();
+    flush_now(*store, io);
     std::size_t bytes = 0;
     for (auto _ : state) {
         const std::string out = snapshot_encode(store->index(), SnapshotMeta{1, 1, 1'700'000'000}, 0);
@@ -391,12 +393,10 @@ void BM_IndexLookup(benchmark::State& state) {
     for (int i = 0; i < 100000; ++i) {
         append_one<NullIo>(*store, body, rel);
         if (i % 256 == 255) {
-            (void)store->flush();
-            io.run_pending();
+            flush_now(*store, io);
         }
     }
-    (void)store->flush();
-    io.run_pending();
+    flush_now(*store, io);
     std::uint32_t uid = 1;
     for (auto _ : state) {
         auto m = store->message("bench@x", "INBOX", uid);
@@ -449,12 +449,10 @@ void BM_SpoolMemory(benchmark::State& state) {
                 std::abort();
             }
             if (i % 256 == 255) {
-                (void)store->flush();
-                io.run_pending();
+                flush_now(*store, io);
             }
         }
-        (void)store->flush();
-        io.run_pending();
+        flush_now(*store, io);
         const std::int64_t after = rss_bytes();
         // Nothing due yet, and a few due: neither walks the spool.
         const auto t0 = std::chrono::steady_clock::now();

