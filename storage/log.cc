@@ -451,8 +451,6 @@ Status Log::flush(FlushDone& done) {
     b->dir_sync = created_segment_;
     b->done = &done;
     created_segment_ = false;
-    std::uint64_t batch_bytes = 0;  // Copied and zero-copy pieces alike.
-    for (const Piece& p : b->pieces) batch_bytes += p.bytes;
     staged_bytes_ = 0;
     segments_[tail_segment_]->bytes = tail_offset_;
     RP_ASSERT(inflight_.empty() || inflight_.back()->end <= b->end);
@@ -499,6 +497,8 @@ Status Log::flush(FlushDone& done) {
         b->spare->id = next_segment_id_;
         b->spare->name = segment_file_name(next_segment_id_);
     }
+    std::uint64_t batch_bytes = 0;  // Copied and zero-copy pieces alike (for the pre-write).
+    for (const auto& op : b->writes) batch_bytes += op->remaining;
     inflight_.push_back(std::move(owned));
     for (auto& op : b->writes) op->submit();
     if (SpareOp* spare = b->spare.get()) {
